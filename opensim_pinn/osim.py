@@ -1,0 +1,430 @@
+"""Everything read from an OpenSim model: coordinates, muscles, actuators, curves.
+
+This is the module that talks to ``opensim`` about models. Its functions return
+plain dataclasses and numpy arrays, so that results cross process boundaries
+(see :mod:`opensim_pinn.child`) and the rest of the package never holds an
+OpenSim object. Units are OpenSim's: metres, radians, newtons, seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+MUSCLE_CLASSES = ("Millard2012EquilibriumMuscle", "Thelen2003Muscle", "DeGrooteFregly2016Muscle")
+"""Muscle classes whose curves the torch muscle module reproduces."""
+
+CURVE_GRID_SIZE = 400
+"""Samples per tabulated Millard2012 curve (interpolated with cubic Hermite splines)."""
+
+
+@dataclass
+class CoordinateInfo:
+    """One generalised coordinate. ``motion_type`` is 'rotational' or 'translational'."""
+
+    name: str
+    joint: str
+    motion_type: str
+    range: tuple[float, float]
+    locked: bool
+    default_value: float
+
+    @property
+    def value_path(self) -> str:
+        """OpenSim 4 state name of the coordinate's value."""
+        return f"/jointset/{self.joint}/{self.name}/value"
+
+
+@dataclass
+class MuscleInfo:
+    """One muscle's Hill-type parameters (OpenSim property names, SI units).
+
+    ``curves`` holds what the torch module needs to evaluate this class's
+    force-length and force-velocity curves: analytic parameters for
+    Thelen2003/DeGrooteFregly2016, tabulated values and slopes for Millard2012.
+    """
+
+    name: str
+    muscle_class: str
+    max_isometric_force: float
+    optimal_fiber_length: float
+    tendon_slack_length: float
+    pennation_angle_at_optimal: float
+    max_contraction_velocity: float
+    min_control: float
+    max_control: float
+    coordinates: list[str] = field(default_factory=list)
+    curves: dict = field(default_factory=dict)
+
+
+@dataclass
+class ActuatorInfo:
+    """A non-muscle actuator (reserve/residual): control in [min, max], force = control * optimal_force."""
+
+    name: str
+    actuator_class: str
+    optimal_force: float
+    min_control: float
+    max_control: float
+    coordinate: str = ""
+
+
+@dataclass
+class ModelInfo:
+    """What the rest of the package knows about a model."""
+
+    name: str
+    path: str
+    coordinates: list[CoordinateInfo]
+    muscles: list[MuscleInfo]
+    actuators: list[ActuatorInfo]
+    bodies: list[str]
+
+    @property
+    def free_coordinates(self) -> list[CoordinateInfo]:
+        """Unlocked coordinates: the equations that Static Optimization balances."""
+        return [c for c in self.coordinates if not c.locked]
+
+    @property
+    def rotational(self) -> set[str]:
+        return {c.name for c in self.coordinates if c.motion_type == "rotational"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def quiet_opensim(level: str = "error") -> None:
+    """Stop OpenSim writing ``opensim.log`` into the current folder; log at ``level``."""
+    import opensim
+
+    opensim.Logger.removeFileSink()
+    opensim.Logger.setLevelString(level)
+
+
+def load_model(path: str | Path, reserves: str | Path | None = None):
+    """Load an ``.osim`` model (and append a reserve ForceSet file) into an OpenSim Model.
+
+    ``reserves`` is an OpenSim ForceSet ``.xml`` (like AnalyzeTool's
+    ``force_set_files``) or ``"auto"`` (see :func:`auto_reserves`).
+    """
+    import opensim
+
+    quiet_opensim()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found; check the path")
+    try:
+        model = opensim.Model(str(path.resolve()))
+    except Exception as error:  # OpenSim raises RuntimeError with its own text
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: OpenSim cannot read this model ({first})") from None
+    if reserves is not None:
+        append_reserves(model, reserves)
+    model.finalizeConnections()
+    model.initSystem()
+    return model
+
+
+def append_reserves(model, reserves: str | Path) -> None:
+    """Add reserve/residual actuators to ``model`` (not yet initialised)."""
+    import opensim
+
+    if str(reserves) == "auto":
+        model.initSystem()
+        for actuator in auto_reserves(model):
+            model.addForce(actuator)
+        return
+    path = Path(reserves)
+    if not path.is_file():
+        raise InputError(f"{path}: reserve actuator file not found; give an OpenSim ForceSet .xml or 'auto'")
+    try:
+        force_set = opensim.ForceSet(str(path.resolve()))
+    except Exception:
+        raise InputError(f"{path}: not an OpenSim ForceSet file; give a ForceSet .xml "
+                         "(like OpenSim's force_set_files) or 'auto'") from None
+    for i in range(force_set.getSize()):
+        model.addForce(force_set.get(i).clone())
+
+
+AUTO_RESERVE_WEAK = 1.0
+"""Optimal force (N m or N) of ``--reserves auto`` actuators on coordinates that muscles span."""
+AUTO_RESERVE_STRONG = 1000.0
+"""Optimal force of ``--reserves auto`` actuators on coordinates no muscle spans (residuals)."""
+AUTO_RESERVE_BOUND = 1000.0
+"""Control bound of ``--reserves auto`` actuators (|control| <= this)."""
+
+
+def auto_reserves(model) -> list:
+    """One CoordinateActuator per unlocked coordinate, named ``reserve_<coordinate>``.
+
+    Weak (optimal force :data:`AUTO_RESERVE_WEAK`) where a muscle acts, so that
+    muscles carry the load; strong (:data:`AUTO_RESERVE_STRONG`) where no muscle
+    acts, such as the pelvis translations, where they are the residuals.
+    """
+    import opensim
+
+    spanned = set()
+    state = model.initSystem()
+    for muscle in _muscles(model):
+        spanned.update(_spanned_coordinates(model, state, muscle))
+    actuators = []
+    for coordinate in _coordinates(model):
+        if coordinate.get_locked():
+            continue
+        actuator = opensim.CoordinateActuator(coordinate.getName())
+        actuator.setName(f"reserve_{coordinate.getName()}")
+        actuator.setOptimalForce(AUTO_RESERVE_WEAK if coordinate.getName() in spanned
+                                 else AUTO_RESERVE_STRONG)
+        actuator.setMinControl(-AUTO_RESERVE_BOUND)
+        actuator.setMaxControl(AUTO_RESERVE_BOUND)
+        actuators.append(actuator)
+    return actuators
+
+
+def model_info(path: str | Path, reserves: str | Path | None = None) -> ModelInfo:
+    """Read a model's coordinates, muscles (with curves) and actuators."""
+    import opensim
+
+    model = load_model(path, reserves)
+    state = model.initSystem()
+    coordinates = [
+        CoordinateInfo(name=c.getName(), joint=c.getJoint().getName(),
+                       motion_type="rotational" if c.getMotionType() == 1 else "translational",
+                       range=(c.getRangeMin(), c.getRangeMax()), locked=bool(c.get_locked()),
+                       default_value=c.getDefaultValue())
+        for c in _coordinates(model)]
+    muscles = []
+    for muscle in _muscles(model):
+        class_name = muscle.getConcreteClassName()
+        if class_name not in MUSCLE_CLASSES:
+            raise InputError(f"{path}: muscle {muscle.getName()!r} is a {class_name}; supported "
+                             f"classes are {', '.join(MUSCLE_CLASSES)}")
+        muscles.append(MuscleInfo(
+            name=muscle.getName(), muscle_class=class_name,
+            max_isometric_force=muscle.getMaxIsometricForce(),
+            optimal_fiber_length=muscle.getOptimalFiberLength(),
+            tendon_slack_length=muscle.getTendonSlackLength(),
+            pennation_angle_at_optimal=muscle.getPennationAngleAtOptimalFiberLength(),
+            max_contraction_velocity=muscle.getMaxContractionVelocity(),
+            min_control=muscle.getMinControl(), max_control=muscle.getMaxControl(),
+            coordinates=_spanned_coordinates(model, state, muscle),
+            curves=_curve_parameters(muscle, class_name)))
+    actuators = []
+    for force in _forces(model):
+        if opensim.Muscle.safeDownCast(force) is not None:
+            continue
+        actuator = opensim.ScalarActuator.safeDownCast(force)
+        if actuator is None or not force.get_appliesForce():
+            continue
+        coordinate = opensim.CoordinateActuator.safeDownCast(force)
+        actuators.append(ActuatorInfo(
+            name=force.getName(), actuator_class=force.getConcreteClassName(),
+            optimal_force=actuator.getOptimalForce(), min_control=actuator.getMinControl(),
+            max_control=actuator.getMaxControl(),
+            coordinate=coordinate.get_coordinate() if coordinate is not None else ""))
+    bodies = [model.getBodySet().get(i).getName() for i in range(model.getBodySet().getSize())]
+    return ModelInfo(name=model.getName(), path=str(Path(path).resolve()), coordinates=coordinates,
+                     muscles=muscles, actuators=actuators, bodies=bodies)
+
+
+def _curve_parameters(muscle, class_name: str) -> dict:
+    """Parameters of the curves used by ``calcInextensibleTendonActiveFiberForce``."""
+    import opensim
+
+    if class_name == "Thelen2003Muscle":
+        m = opensim.Thelen2003Muscle.safeDownCast(muscle)
+        return {"KshapeActive": m.get_KshapeActive(), "Af": m.get_Af(), "Flen": m.get_Flen(),
+                "fv_linear_extrap_threshold": m.get_fv_linear_extrap_threshold(),
+                "maximum_pennation_angle": m.get_maximum_pennation_angle(),
+                "minimum_fiber_length": m.getMinimumFiberLength()}
+    if class_name == "DeGrooteFregly2016Muscle":
+        m = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
+        return {"active_force_width_scale": m.get_active_force_width_scale(),
+                "fiber_damping": m.get_fiber_damping(),
+                "minimum_fiber_length": m.getMinNormalizedFiberLength() * m.getOptimalFiberLength()}
+    m = opensim.Millard2012EquilibriumMuscle.safeDownCast(muscle)
+    active = m.getActiveForceLengthCurve()
+    velocity = m.getForceVelocityCurve()
+    lengths = np.linspace(active.getMinActiveFiberLength() - 0.05,
+                          active.getMaxActiveFiberLength() + 0.05, CURVE_GRID_SIZE)
+    speeds = np.linspace(-1.0, 1.0, CURVE_GRID_SIZE)
+    return {
+        "active_length": lengths.tolist(),
+        "active_value": [active.calcValue(x) for x in lengths],
+        "active_slope": [active.calcDerivative(x, 1) for x in lengths],
+        "velocity": speeds.tolist(),
+        "velocity_value": [velocity.calcValue(x) for x in speeds],
+        "velocity_slope": [velocity.calcDerivative(x, 1) for x in speeds],
+        "fiber_damping": m.get_fiber_damping(),
+        "maximum_pennation_angle": m.get_maximum_pennation_angle(),
+        "minimum_fiber_length": m.getMinimumFiberLength(),
+    }
+
+
+def _spanned_coordinates(model, state, muscle, n_poses: int = 3) -> list[str]:
+    """Unlocked coordinates with a non-zero moment arm for ``muscle`` in a few poses."""
+    spanned = []
+    rng = np.random.default_rng(0)
+    coordinates = [c for c in _coordinates(model) if not c.get_locked()]
+    saved = [c.getValue(state) for c in coordinates]
+    poses = [saved] + [[rng.uniform(c.getRangeMin(), c.getRangeMax()) for c in coordinates]
+                       for _ in range(n_poses - 1)]
+    for pose in poses:
+        for coordinate, value in zip(coordinates, pose):
+            coordinate.setValue(state, value, False)
+        model.assemble(state)
+        model.realizePosition(state)
+        for coordinate in coordinates:
+            if (coordinate.getName() not in spanned
+                    and abs(muscle.computeMomentArm(state, coordinate)) > 1e-5):
+                spanned.append(coordinate.getName())
+    for coordinate, value in zip(coordinates, saved):
+        coordinate.setValue(state, value, False)
+    order = [c.getName() for c in coordinates]
+    return sorted(spanned, key=order.index)
+
+
+def _mobility_order(state, coordinates) -> list[int]:
+    """For each mobility (Simbody u index), the position of its coordinate in ``coordinates``."""
+    order = [0] * state.getNU()
+    for i, coordinate in enumerate(coordinates):
+        saved = coordinate.getSpeedValue(state)
+        state.updU().setToZero()
+        coordinate.setSpeedValue(state, 1.0)
+        order[int(np.argmax(state.getU().to_numpy()))] = i
+        coordinate.setSpeedValue(state, saved)
+    return order
+
+
+def _coordinates(model):
+    coordinate_set = model.getCoordinateSet()
+    return [coordinate_set.get(i) for i in range(coordinate_set.getSize())]
+
+
+def _muscles(model):
+    muscle_set = model.getMuscles()
+    return [muscle_set.get(i) for i in range(muscle_set.getSize()) if muscle_set.get(i).get_appliesForce()]
+
+
+def _forces(model):
+    force_set = model.getForceSet()
+    return [force_set.get(i) for i in range(force_set.getSize())]
+
+
+def generalized_forces(model_path: str, reserves: str | None, external_loads: str | None,
+                       coordinates: list[str], time: np.ndarray, q: np.ndarray, qd: np.ndarray,
+                       qdd: np.ndarray, actuators: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse dynamics without muscles, and each actuator's generalised force per unit control.
+
+    Muscles are removed from the model (OpenSim Static Optimization replaces
+    their whole force, passive included, by ``activation * F_act``); gravity,
+    external loads and other passive forces stay.
+
+    Parameters
+    ----------
+    coordinates : list of str, length n_coordinates
+        Names of the columns of ``q``: every coordinate of the model.
+    time : ndarray, shape (n_frames,)
+    q, qd, qdd : ndarray, shape (n_frames, n_coordinates)
+        Radians (metres), rad/s, rad/s^2.
+    actuators : list of str, length n_actuators
+        Non-muscle ScalarActuators (reserves, residuals) of the model.
+
+    Returns
+    -------
+    tau : ndarray, shape (n_frames, n_coordinates)
+        Generalised forces (N m or N) that the actuators and muscles must supply.
+    actuator_map : ndarray, shape (n_frames, n_actuators, n_coordinates)
+        Generalised forces of each actuator at control 1 (optimal force included).
+    """
+    import opensim
+
+    model = load_model(model_path, reserves)
+    for muscle in _muscles(model):
+        muscle.set_appliesForce(False)
+    if external_loads:
+        model.addModelComponent(opensim.ExternalLoads(str(Path(external_loads).resolve()), True))
+    model.finalizeConnections()
+    state = model.initSystem()
+    coordinate_set = model.getCoordinateSet()
+    column = _mobility_order(state, [coordinate_set.get(name) for name in coordinates])
+    scalar = [opensim.ScalarActuator.safeDownCast(model.getForceSet().get(name)) for name in actuators]
+    for actuator in scalar:
+        actuator.overrideActuation(state, True)
+        actuator.setOverrideActuation(state, 0.0)
+    solver = opensim.InverseDynamicsSolver(model)
+    n_frames, n_u = len(time), state.getNU()
+    tau = np.empty((n_frames, len(coordinates)))
+    actuator_map = np.zeros((n_frames, len(actuators), len(coordinates)))
+    for frame in range(n_frames):
+        state.setTime(float(time[frame]))
+        for i, name in enumerate(coordinates):
+            coordinate = coordinate_set.get(name)
+            coordinate.setValue(state, float(q[frame, i]), False)
+            coordinate.setSpeedValue(state, float(qd[frame, i]))
+        model.realizeVelocity(state)
+        udot = opensim.Vector([float(qdd[frame, i]) for i in column])
+        base = solver.solve(state, udot).to_numpy()
+        tau[frame, column] = base
+        for a, actuator in enumerate(scalar):
+            actuator.setOverrideActuation(state, actuator.getOptimalForce())
+            actuator_map[frame, a, column] = base - solver.solve(state, udot).to_numpy()
+            actuator.setOverrideActuation(state, 0.0)
+    return tau, actuator_map
+
+
+def muscle_reference(model_path: str, coordinates: list[str], q: np.ndarray, qd: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """OpenSim's own muscle quantities at the given frames, to check the torch module against.
+
+    Parameters
+    ----------
+    coordinates : list of str
+        Names of the columns of ``q`` and ``qd`` (the model's unlocked coordinates).
+    q, qd : ndarray, shape (n_frames, n_coordinates)
+
+    Returns
+    -------
+    dict with ``lengths`` and ``speeds`` (n_frames, n_muscles), ``moment_arms``
+    (n_frames, n_muscles, n_coordinates; zero for coordinates a muscle does not
+    span) and ``active_force`` (n_frames, n_muscles) =
+    ``calcInextensibleTendonActiveFiberForce(state, 1.0)``.
+    """
+    model = load_model(model_path)
+    state = model.initSystem()
+    coordinate_set = model.getCoordinateSet()
+    handles = [coordinate_set.get(name) for name in coordinates]
+    muscles = _muscles(model)
+    spans = [[coordinates.index(c) for c in _spanned_coordinates(model, state, m)] for m in muscles]
+    n_frames, n_muscles = len(q), len(muscles)
+    out = {"lengths": np.empty((n_frames, n_muscles)), "speeds": np.empty((n_frames, n_muscles)),
+           "moment_arms": np.zeros((n_frames, n_muscles, len(coordinates))),
+           "active_force": np.empty((n_frames, n_muscles))}
+    for frame in range(n_frames):
+        for i, coordinate in enumerate(handles):
+            coordinate.setValue(state, float(q[frame, i]), False)
+            coordinate.setSpeedValue(state, float(qd[frame, i]))
+        model.realizeVelocity(state)
+        for m, muscle in enumerate(muscles):
+            out["lengths"][frame, m] = muscle.getLength(state)
+            out["speeds"][frame, m] = muscle.getLengtheningSpeed(state)
+            out["active_force"][frame, m] = muscle.calcInextensibleTendonActiveFiberForce(state, 1.0)
+            for i in spans[m]:
+                out["moment_arms"][frame, m, i] = muscle.computeMomentArm(state, handles[i])
+    return out
+
+
+def model_info_from_dict(data: dict) -> ModelInfo:
+    """Inverse of :meth:`ModelInfo.to_dict` (for caches and checkpoints)."""
+    return ModelInfo(name=data["name"], path=data["path"], bodies=list(data["bodies"]),
+                     coordinates=[CoordinateInfo(**{**c, "range": tuple(c["range"])})
+                                  for c in data["coordinates"]],
+                     muscles=[MuscleInfo(**m) for m in data["muscles"]],
+                     actuators=[ActuatorInfo(**a) for a in data["actuators"]])

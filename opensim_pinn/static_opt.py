@@ -1,0 +1,257 @@
+"""Static Optimization: OpenSim's own (AnalyzeTool) and the project's fast batched solver.
+
+Both solve, at every frame, OpenSim's problem with activation exponent 2 and
+muscle physiology on::
+
+    minimise   sum_m a_m^2 + sum_r u_r^2
+    subject to sum_m r_mj(q) F_act,m(q, qd) a_m + sum_r G_rj(q) u_r = tau_j   (every unlocked j)
+               min_control <= a, u <= max_control
+
+The fast solver works on all frames at once in torch: the problem is a
+strictly convex QP whose dual is smooth and concave, so a semismooth Newton
+method on the multipliers (x = clip(A^T lambda, lower, upper)) converges in a
+few iterations to the exact optimum.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .storage import StorageTable, read_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StaticOptimizationResult:
+    """Activations/controls and forces per frame.
+
+    Attributes
+    ----------
+    time : ndarray, shape (n_frames,)
+    labels : list of str
+        Muscles, then actuators.
+    activations : ndarray, shape (n_frames, n_muscles + n_actuators)
+        Muscle activations and actuator controls.
+    forces : ndarray, shape (n_frames, n_muscles + n_actuators)
+        Muscle forces (N) = activation * F_act; actuator forces = control * optimal force.
+    converged : ndarray of bool, shape (n_frames,)
+    wall_s : float
+        Seconds spent, see ``timing_note``.
+    timing_note : str
+    """
+
+    time: np.ndarray
+    labels: list[str]
+    activations: np.ndarray
+    forces: np.ndarray
+    converged: np.ndarray
+    wall_s: float = 0.0
+    timing_note: str = ""
+
+
+def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor,
+                             upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve min ||x||^2 s.t. matrix @ x = target, lower <= x <= upper, for a batch of frames.
+
+    Parameters
+    ----------
+    matrix : tensor, shape (n_frames, n_equations, n_variables)
+    target : tensor, shape (n_frames, n_equations)
+    lower, upper : tensor, shape (n_variables,)
+        May hold -inf / inf.
+    tolerance : float
+        Converged when the equality residual is below ``tolerance * (1 + |target|)`` (max norm).
+
+    Returns
+    -------
+    x : tensor, shape (n_frames, n_variables)
+    converged : tensor of bool, shape (n_frames,)
+    """
+    n_frames, n_equations, _ = matrix.shape
+    transpose = matrix.transpose(1, 2)
+    scale = matrix.abs().amax(dim=(1, 2)).clamp_min(1e-12) ** 2  # (n_frames,)
+    eye = torch.eye(n_equations, dtype=matrix.dtype, device=matrix.device)
+    # Start from the unconstrained least-norm solution.
+    multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
+
+    def primal(lam):
+        return torch.maximum(torch.minimum((transpose @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
+
+    def dual(lam, x):  # concave; its gradient is the equality residual
+        return (lam * target).sum(-1) - (lam * (matrix @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) \
+            + 0.5 * (x * x).sum(-1)
+
+    limit = tolerance * (1.0 + target.abs().amax(dim=-1))
+    damping = torch.full((n_frames,), 1e-8, dtype=matrix.dtype, device=matrix.device)
+    x = primal(multipliers)
+    for _ in range(max_iterations):
+        residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
+        converged = residual.abs().amax(dim=-1) <= limit
+        if bool(converged.all()):
+            break
+        unclipped = (transpose @ multipliers.unsqueeze(-1)).squeeze(-1)
+        free = ((unclipped > lower) & (unclipped < upper)).to(matrix.dtype)
+        # Levenberg-Marquardt-damped Newton step on the dual (the Hessian is singular
+        # where every variable is at a bound).
+        hessian = (matrix * free.unsqueeze(1)) @ transpose + (damping * scale)[:, None, None] * eye
+        step = torch.linalg.solve(hessian, residual)
+        value, slope = dual(multipliers, x), (residual * step).sum(-1)
+        length = torch.ones(n_frames, dtype=matrix.dtype, device=matrix.device)
+        accepted = torch.zeros(n_frames, dtype=torch.bool, device=matrix.device)
+        for _ in range(20):  # backtracking (Armijo) on the concave dual
+            candidate = multipliers + length.unsqueeze(-1) * step
+            gain = dual(candidate, primal(candidate)) - value
+            accepted = accepted | (gain >= 1e-4 * length * slope)
+            if bool(accepted.all()):
+                break
+            length = torch.where(accepted, length, 0.5 * length)
+        update = accepted & ~converged
+        multipliers = torch.where(update.unsqueeze(-1), multipliers + length.unsqueeze(-1) * step, multipliers)
+        damping = torch.where(update & (length == 1), damping / 10, damping * 10).clamp(1e-14, 1e6)
+        x = primal(multipliers)
+    return x, converged
+
+
+def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") -> StaticOptimizationResult:
+    """Solve Static Optimization on every frame of ``trial`` with the torch muscle model.
+
+    Parameters
+    ----------
+    trial : Trial
+        From :func:`opensim_pinn.trial.prepare_trial`.
+    info : ModelInfo
+    muscle_model : MusculoskeletalModel
+    """
+    _check_actuated(trial, info)
+    dtype = torch.float64
+    muscle_model = muscle_model.to(device=device, dtype=dtype)
+    q = torch.as_tensor(trial.q, dtype=dtype, device=device)
+    qd = torch.as_tensor(trial.qd, dtype=dtype, device=device)
+    with torch.no_grad():
+        muscle_matrix, active_force = muscle_model.muscle_matrix(q, qd)
+        actuator_matrix = torch.as_tensor(trial.actuator_map, dtype=dtype, device=device).transpose(1, 2)
+        matrix = torch.cat([muscle_matrix, actuator_matrix], dim=2)
+        lower, upper = bounds(info, dtype=dtype, device=device)
+        target = torch.as_tensor(trial.tau, dtype=dtype, device=device)
+        x, converged = solve_bounded_least_norm(matrix, target, lower, upper)
+        optimal = torch.cat([active_force, torch.as_tensor(
+            [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(len(q), -1)], dim=1)
+        forces = x * optimal
+    if not bool(converged.all()):
+        log.warning("static optimization: %d of %d frames did not meet the equations (muscles and "
+                    "actuators too weak there); add reserves (--reserves auto)",
+                    int((~converged).sum()), len(converged))
+    labels = [m.name for m in info.muscles] + [a.name for a in info.actuators]
+    return StaticOptimizationResult(time=trial.time, labels=labels, activations=x.cpu().numpy(),
+                                    forces=forces.cpu().numpy(), converged=converged.cpu().numpy())
+
+
+def bounds(info, *, dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper control bounds, muscles then actuators, shape (n_muscles + n_actuators,)."""
+    lower = [m.min_control for m in info.muscles] + [a.min_control for a in info.actuators]
+    upper = [m.max_control for m in info.muscles] + [a.max_control for a in info.actuators]
+    return (torch.tensor(lower, dtype=dtype, device=device), torch.tensor(upper, dtype=dtype, device=device))
+
+
+def _check_actuated(trial, info) -> None:
+    """Every balanced coordinate needs a muscle or an actuator, or no solution exists."""
+    spanned = {c for m in info.muscles for c in m.coordinates}
+    actuated = np.abs(trial.actuator_map).max(axis=(0, 1)) > 0 if trial.actuators else \
+        np.zeros(len(trial.coordinates), bool)
+    bare = [c for i, c in enumerate(trial.coordinates) if c not in spanned and not actuated[i]]
+    if bare:
+        raise InputError(f"no muscle or actuator acts on coordinate(s) {', '.join(bare)}; add residual "
+                         "and reserve actuators with --reserves FILE or --reserves auto")
+
+
+def opensim_static_optimization(model: str, motion: str, external_loads: str | None,
+                                reserves: str | None, start: float, end: float,
+                                lowpass: float | None, step_interval: int = 1) -> StaticOptimizationResult:
+    """Run OpenSim's own Static Optimization (AnalyzeTool); call through ``run_in_child``.
+
+    Activation exponent 2, muscle physiology on, the model's force set plus
+    ``reserves`` (a ForceSet file, or "auto"). Timed from the tool's construction
+    (model loading included) to its results on disk.
+    """
+    import opensim
+
+    from .osim import auto_reserves, load_model, quiet_opensim
+
+    quiet_opensim()
+    with tempfile.TemporaryDirectory(prefix="opensim_pinn_so_") as folder:
+        folder = Path(folder)
+        force_set_files = []
+        if reserves == "auto":
+            force_set = opensim.ForceSet()
+            for actuator in auto_reserves(load_model(model)):
+                force_set.cloneAndAppend(actuator)
+            force_set.printToXML(str(folder / "auto_reserves.xml"))
+            force_set_files.append(str(folder / "auto_reserves.xml"))
+        elif reserves:
+            force_set_files.append(str(Path(reserves).resolve()))
+        tool = opensim.AnalyzeTool()
+        tool.setName("trial")
+        tool.setModelFilename(str(Path(model).resolve()))
+        tool.setCoordinatesFileName(str(Path(motion).resolve()))
+        tool.setLowpassCutoffFrequency(-1.0 if lowpass is None else float(lowpass))
+        tool.setInitialTime(float(start))
+        tool.setFinalTime(float(end))
+        tool.setReplaceForceSet(False)
+        files = opensim.ArrayStr()
+        for name in force_set_files:
+            files.append(name)
+        tool.setForceSetFiles(files)
+        if external_loads:
+            tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
+        tool.setResultsDir(str(folder / "results"))
+        analysis = opensim.StaticOptimization()
+        analysis.setStartTime(float(start))
+        analysis.setEndTime(float(end))
+        analysis.setUseModelForceSet(True)
+        analysis.setActivationExponent(2.0)
+        analysis.setUseMusclePhysiology(True)
+        analysis.setStepInterval(int(step_interval))
+        tool.getAnalysisSet().cloneAndAppend(analysis)
+        setup = folder / "setup.xml"
+        tool.printToXML(str(setup))
+        began = time.perf_counter()
+        opensim.AnalyzeTool(str(setup)).run()
+        wall = time.perf_counter() - began
+        forces = read_storage(folder / "results" / "trial_StaticOptimization_force.sto")
+        activations = read_storage(folder / "results" / "trial_StaticOptimization_activation.sto")
+    labels = activations.labels
+    force_columns = [forces.labels.index(label) for label in labels]
+    return StaticOptimizationResult(
+        time=activations.time, labels=labels, activations=activations.data,
+        forces=forces.data[:, force_columns], converged=np.ones(len(activations.time), bool),
+        wall_s=wall, timing_note="OpenSim AnalyzeTool.run() with StaticOptimization: model loading, "
+        "filtering, inverse dynamics and per-frame optimisation; child interpreter start-up excluded")
+
+
+def force_table(result: StaticOptimizationResult, name: str) -> StorageTable:
+    """OpenSim's ``_StaticOptimization_force.sto`` layout (muscles then actuators)."""
+    return StorageTable(name="ModelForces", labels=result.labels, time=result.time, data=result.forces,
+                        comments=["", "This file contains the forces exerted on a model during a simulation.",
+                                  "", "A force is a generalized force, meaning that it can be either a "
+                                  "force (N) or a torque (Nm).", "",
+                                  "Units are S.I. units (second, meters, Newtons, ...)",
+                                  f"Written by opensim-pinn for trial {name}.", ""])
+
+
+def activation_table(result: StaticOptimizationResult, name: str) -> StorageTable:
+    """OpenSim's ``_StaticOptimization_activation.sto`` layout."""
+    return StorageTable(name="Static Optimization", labels=result.labels, time=result.time,
+                        data=result.activations,
+                        comments=[f"This file contains static optimization results (opensim-pinn, trial {name}).",
+                                  ""])
+

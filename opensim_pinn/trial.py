@@ -1,0 +1,256 @@
+"""A trial: filtered kinematics, ground reaction forces and inverse dynamics of one motion.
+
+:func:`prepare_trial` reads an IK motion (and an ExternalLoads file), checks it
+against the model, filters and differentiates the coordinates exactly as
+OpenSim's Static Optimization does (:mod:`opensim_pinn.filtering`), and has
+OpenSim compute, in a child process, the generalised forces the muscles and
+actuators must supply (muscles removed, gravity and external loads on) and each
+actuator's generalised force per unit control. Results are cached on disk,
+so a second run does no OpenSim work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .child import run_in_child
+from .errors import InputError
+from .external_loads import loads_datafile, read_external_loads
+from .filtering import filtered_kinematics, frame_indices
+from .osim import ModelInfo, generalized_forces, model_info
+from .storage import read_storage, to_radians
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOWPASS_HZ = 6.0
+"""Default low-pass cut-off of the coordinates (OpenSim tools' usual 6 Hz)."""
+
+MIN_FRAMES = 6
+"""Fewest motion rows that a quintic spline (and so the differentiation) needs."""
+
+
+@dataclass
+class TrialSettings:
+    """How a trial was prepared (everything that changes its numbers)."""
+
+    model: str
+    motion: str
+    external_loads: str | None = None
+    reserves: str | None = None
+    start: float | None = None
+    end: float | None = None
+    lowpass: float | None = DEFAULT_LOWPASS_HZ
+    step_interval: int = 1
+
+
+@dataclass
+class Kinematics:
+    """Filtered kinematics and ground reaction forces at the analysed frames.
+
+    Attributes
+    ----------
+    time : ndarray, shape (n_frames,)
+    coordinates : list of str, the model's unlocked coordinates
+    q, qd, qdd : ndarray, shape (n_frames, n_coordinates)
+        rad (m), rad/s (m/s), rad/s^2 (m/s^2).
+    grf_labels : list of str
+    grf : ndarray, shape (n_frames, n_grf)
+        Ground reaction force components (N), zero columns when there are no loads.
+    """
+
+    name: str
+    time: np.ndarray
+    coordinates: list[str]
+    q: np.ndarray
+    qd: np.ndarray
+    qdd: np.ndarray
+    grf_labels: list[str] = field(default_factory=list)
+    grf: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+@dataclass
+class Trial(Kinematics):
+    """Kinematics plus what Static Optimization balances.
+
+    Attributes
+    ----------
+    tau : ndarray, shape (n_frames, n_coordinates)
+        Generalised forces (N m / N) that muscles and actuators must supply.
+    actuators : list of str
+        Non-muscle actuators (reserves, residuals).
+    actuator_map : ndarray, shape (n_frames, n_actuators, n_coordinates)
+        Generalised force of each actuator at control 1 (optimal force included).
+    """
+
+    tau: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    actuators: list[str] = field(default_factory=list)
+    actuator_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.time)
+
+
+def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | Path | None = None, *,
+                    start: float | None = None, end: float | None = None,
+                    lowpass: float | None = DEFAULT_LOWPASS_HZ, step_interval: int = 1) -> Kinematics:
+    """Read, check, filter and differentiate a motion for ``info``'s model (no OpenSim run).
+
+    Raises
+    ------
+    InputError
+        Missing or malformed files, coordinates that do not match the model,
+        values that look like degrees in a file marked radians, a time window
+        outside the data.
+    """
+    motion = Path(motion)
+    table = read_storage(motion)
+    columns = _match_coordinates(table.labels, info, motion)
+    q = to_radians(table, info.rotational)[:, columns]
+    _check_angles(q, info, motion, table.in_degrees)
+    if table.n_frames < MIN_FRAMES:
+        raise InputError(f"{motion}: {table.n_frames} rows; at least {MIN_FRAMES} are needed to "
+                         "differentiate the coordinates")
+    first, last = table.time[0], table.time[-1]
+    start = first if start is None else start
+    end = last if end is None else end
+    tolerance = 1e-6
+    if start < first - tolerance or end > last + tolerance or start >= end:
+        raise InputError(f"{motion}: time window {start:g}-{end:g} s is outside the data "
+                         f"({first:g}-{last:g} s); choose --start/--end inside it")
+    if step_interval < 1:
+        raise InputError(f"step interval must be 1 or more, got {step_interval}")
+    time, q, qd, qdd = filtered_kinematics(table.time, q, lowpass)
+    rows = frame_indices(time, start, end, step_interval)
+    name = motion.stem.removesuffix("_IK").removesuffix("_ik")
+    kinematics = Kinematics(name=name, time=time[rows], coordinates=[c.name for c in info.free_coordinates],
+                            q=q[rows], qd=qd[rows], qdd=qdd[rows], grf=np.zeros((len(rows), 0)))
+    if external_loads is not None:
+        loads = read_external_loads(external_loads, info.bodies)
+        kinematics.grf_labels, kinematics.grf = loads.labels, loads.forces_at(kinematics.time)
+    return kinematics
+
+
+def prepare_trial(settings: TrialSettings, *, cache: bool = True) -> tuple[Trial, ModelInfo]:
+    """Kinematics and inverse dynamics of a trial, with OpenSim's help (cached).
+
+    Returns the trial and the model's description (reserves included).
+    """
+    key = _cache_key(settings)
+    folder = cache_folder() / "trials"
+    stored = folder / f"{key}.npz"
+    if cache and stored.is_file():
+        log.info("trial: using cached inverse dynamics %s", stored.name)
+        return _load(stored)
+    info = run_in_child("reading the model", model_info, settings.model, settings.reserves)
+    if not info.muscles:
+        raise InputError(f"{settings.model}: the model has no muscles; opensim-pinn estimates muscle forces")
+    kinematics = load_kinematics(info, settings.motion, settings.external_loads, start=settings.start,
+                                 end=settings.end, lowpass=settings.lowpass,
+                                 step_interval=settings.step_interval)
+    actuators = [a.name for a in info.actuators]
+    all_names, q_all, qd_all, qdd_all = _with_locked(info, kinematics)
+    tau, actuator_map = run_in_child(
+        "inverse dynamics", generalized_forces, settings.model, settings.reserves,
+        settings.external_loads and str(Path(settings.external_loads).resolve()),
+        all_names, kinematics.time, q_all, qd_all, qdd_all, actuators)
+    free = [all_names.index(c) for c in kinematics.coordinates]
+    trial = Trial(**asdict(kinematics), tau=tau[:, free], actuators=actuators,
+                  actuator_map=actuator_map[:, :, free], settings=asdict(settings))
+    if cache:
+        _save(stored, trial, info)
+    return trial, info
+
+
+def cache_folder() -> Path:
+    """Where prepared trials and path fits are kept: ``$OPENSIM_PINN_CACHE`` or ``~/.cache/opensim-pinn``."""
+    return Path(os.environ.get("OPENSIM_PINN_CACHE", Path.home() / ".cache" / "opensim-pinn"))
+
+
+def file_digest(*paths: str | Path | None) -> str:
+    """SHA-256 over the bytes of the given files (None skipped)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def _cache_key(settings: TrialSettings) -> str:
+    loads_data = loads_datafile(settings.external_loads) if settings.external_loads else None
+    reserves = settings.reserves if settings.reserves != "auto" else None
+    digest = hashlib.sha256(file_digest(settings.model, settings.motion, settings.external_loads,
+                                        loads_data, reserves).encode())
+    digest.update(json.dumps([settings.reserves == "auto", settings.start, settings.end,
+                              settings.lowpass, settings.step_interval, __version__]).encode())
+    return digest.hexdigest()[:24]
+
+
+def _with_locked(info: ModelInfo, kinematics: Kinematics):
+    """All coordinates (locked ones held at their default value) for OpenSim."""
+    names = [c.name for c in info.coordinates]
+    n = len(kinematics.time)
+    arrays = []
+    for values in (kinematics.q, kinematics.qd, kinematics.qdd):
+        full = np.zeros((n, len(names)))
+        for i, coordinate in enumerate(info.coordinates):
+            if coordinate.name in kinematics.coordinates:
+                full[:, i] = values[:, kinematics.coordinates.index(coordinate.name)]
+            elif values is kinematics.q:
+                full[:, i] = coordinate.default_value
+        arrays.append(full)
+    return (names, *arrays)
+
+
+def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path) -> list[int]:
+    """Column of each unlocked model coordinate in the motion (plain or ``/jointset/.../value`` labels)."""
+    short = [label.split("/")[-2] if label.endswith("/value") else label for label in labels]
+    wanted = [c.name for c in info.free_coordinates]
+    missing = [name for name in wanted if name not in short]
+    if missing:
+        known = set(short) & {c.name for c in info.coordinates}
+        hint = "" if known else " (no column matches a coordinate of this model: is it the right model?)"
+        raise InputError(f"{motion}: no column for coordinate(s) {', '.join(missing)} of model "
+                         f"{info.name}{hint}")
+    extra = [label for label in short if label not in {c.name for c in info.coordinates}]
+    if extra:
+        log.warning("%s: ignoring columns that are not coordinates of %s: %s", motion, info.name,
+                    ", ".join(extra[:8]))
+    return [short.index(name) for name in wanted]
+
+
+def _check_angles(q: np.ndarray, info: ModelInfo, motion: Path, in_degrees: bool) -> None:
+    """Catch degrees in a file whose header says radians (angles beyond two turns)."""
+    for i, coordinate in enumerate(info.free_coordinates):
+        if coordinate.motion_type == "rotational" and np.abs(q[:, i]).max() > 4 * np.pi:
+            unit = "degrees" if in_degrees else "radians"
+            raise InputError(f"{motion}: coordinate {coordinate.name} reaches "
+                             f"{np.abs(q[:, i]).max():.1f} {unit} ({'' if in_degrees else 'header inDegrees=no'}); "
+                             "the values look like degrees: set 'inDegrees=yes' in the header")
+
+
+def _save(path: Path, trial: Trial, info: ModelInfo) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v for k, v in asdict(trial).items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in asdict(trial).items() if not isinstance(v, np.ndarray)}
+    partial = path.with_name(path.stem + ".partial.npz")
+    np.savez(partial, meta=json.dumps({"trial": meta, "info": info.to_dict()}), **arrays)
+    os.replace(partial, path)
+
+
+def _load(path: Path) -> tuple[Trial, ModelInfo]:
+    from .osim import model_info_from_dict
+
+    with np.load(path) as stored:
+        meta = json.loads(str(stored["meta"]))
+        arrays = {k: stored[k] for k in stored.files if k != "meta"}
+    return Trial(**meta["trial"], **arrays), model_info_from_dict(meta["info"])
