@@ -48,12 +48,12 @@ class PathFitSettings:
         RMS tolerances (m) at which the fitter stops raising the order.
     """
 
-    max_order: int = 6
+    max_order: int = 8
     samples_per_frame: int = 10
     max_frames: int = 40
     sampling_range_deg: float = 15.0
-    length_tolerance: float = 2e-4
-    moment_arm_tolerance: float = 2e-4
+    length_tolerance: float = 1e-4
+    moment_arm_tolerance: float = 1e-4
 
     def key(self) -> str:
         return repr(self)
