@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,21 @@ log = logging.getLogger(__name__)
 
 def run_in_child(step: str, function: Callable[..., Any], *args, **kwargs) -> Any:
     """Call ``function(*args, **kwargs)`` in a fresh Python process and return its result.
+
+    See :func:`run_in_child_timed`, which also returns the time spent in ``function``.
+    """
+    return run_in_child_timed(step, function, *args, **kwargs)[0]
+
+
+def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs) -> tuple[Any, float]:
+    """Call ``function(*args, **kwargs)`` in a fresh Python process.
+
+    Returns
+    -------
+    result
+        What ``function`` returned.
+    seconds : float
+        Wall time spent inside ``function`` (the child's interpreter start-up excluded).
 
     Parameters
     ----------
@@ -54,9 +70,9 @@ def run_in_child(step: str, function: Callable[..., Any], *args, **kwargs) -> An
         if not answer.is_file():
             raise OpenSimCrash(f"OpenSim crashed during {step} (child process exit code "
                                f"{completed.returncode}); check the model and input files")
-        status, payload = pickle.loads(answer.read_bytes())
+        status, payload, seconds = pickle.loads(answer.read_bytes())
     if status == "ok":
-        return payload
+        return payload, seconds
     if status == "input":
         raise InputError(payload)
     log.debug(payload)
@@ -66,6 +82,9 @@ def run_in_child(step: str, function: Callable[..., Any], *args, **kwargs) -> An
 def _main(job: str, answer: str) -> None:
     function, args, kwargs, level = pickle.loads(Path(job).read_bytes())
     logging.basicConfig(level=level, format="%(message)s")
+    import opensim  # noqa: F401 - part of the child's start-up, not of the timed work
+
+    began = time.perf_counter()
     try:
         result = ("ok", function(*args, **kwargs))
     except InputError as error:
@@ -73,7 +92,7 @@ def _main(job: str, answer: str) -> None:
     except Exception as error:  # noqa: BLE001 - reported to the parent
         result = ("error", f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
     partial = Path(answer).with_suffix(".partial")
-    partial.write_bytes(pickle.dumps(result))
+    partial.write_bytes(pickle.dumps((*result, time.perf_counter() - began)))
     os.replace(partial, answer)
 
 

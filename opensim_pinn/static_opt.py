@@ -15,6 +15,7 @@ few iterations to the exact optimum.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .storage import StorageTable, read_storage
+from .storage import StorageTable, read_storage, write_storage
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +256,72 @@ def activation_table(result: StaticOptimizationResult, name: str) -> StorageTabl
                         comments=[f"This file contains static optimization results (opensim-pinn, trial {name}).",
                                   ""])
 
+
+
+SOLVERS = ("fast", "opensim")
+
+
+def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
+                        reserves: str | None = None, start: float | None = None, end: float | None = None,
+                        lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
+                        force: bool = False) -> dict:
+    """Run Static Optimization on a trial and write OpenSim's result files.
+
+    Writes ``out/<trial>_StaticOptimization_force.sto``,
+    ``out/<trial>_StaticOptimization_activation.sto`` and ``out/timing.json``.
+    ``timing.json`` holds ``wall_s``: from reading the trial's files to the
+    results in memory (file writing excluded), without interpreter start-ups
+    (ours and OpenSim child processes') and without the per-model preparation
+    that is cached and reused (model description, path polynomials).
+
+    Returns
+    -------
+    dict
+        ``files`` written, ``timing`` (the timing.json content), ``converged`` frames.
+    """
+    from .outputs import OutputFolder
+    from .paths import load_or_fit_paths
+    from .muscle import MusculoskeletalModel
+    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+
+    if solver not in SOLVERS:
+        raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    info = load_model_info(model, reserves)
+    # Checks every input (files, coordinates, time window) before any long work.
+    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+                                 step_interval=step_interval)
+    name = kinematics.name
+    names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
+             "timing.json"]
+    output = OutputFolder(out, names, force=force)
+    output.check()
+    start = kinematics.time[0] if start is None else start
+    end = kinematics.time[-1] if end is None else end
+    settings = TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads,
+                             reserves=reserves, start=start, end=end, lowpass=lowpass,
+                             step_interval=step_interval)
+    if solver == "fast":
+        trial, info = prepare_trial(settings, cache=False)
+        polynomials = load_or_fit_paths(info.path, trial.coordinates, trial.time, trial.q,
+                                        [m.name for m in info.muscles])
+        muscle_model = MusculoskeletalModel(info, polynomials)
+        began = time.perf_counter()
+        result = fast_static_optimization(trial, info, muscle_model)
+        result.wall_s = trial.preparation_s + time.perf_counter() - began
+        result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
+                              "actuator maps (child process, its interpreter start-up excluded), muscle "
+                              "paths and forces, and the batched solve; cached model description and "
+                              "path polynomials reused")
+    else:
+        from .child import run_in_child
+
+        result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
+                              str(motion), external_loads, reserves, start, end, lowpass, step_interval)
+    timing = {"solver": solver, "wall_s": round(result.wall_s, 4), "n_frames": len(result.time),
+              "n_muscles": len(info.muscles), "includes": result.timing_note}
+    with output as staging:
+        write_storage(staging / names[0], force_table(result, name))
+        write_storage(staging / names[1], activation_table(result, name))
+        (staging / names[2]).write_text(json.dumps(timing, indent=2) + "\n")
+    return {"files": [str(Path(out) / n) for n in names], "timing": timing,
+            "converged": int(result.converged.sum()), "n_frames": len(result.time)}

@@ -15,17 +15,18 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .child import run_in_child
+from .child import run_in_child, run_in_child_timed
 from .errors import InputError
 from .external_loads import loads_datafile, read_external_loads
 from .filtering import filtered_kinematics, frame_indices
-from .osim import ModelInfo, generalized_forces, model_info
+from .osim import ModelInfo, generalized_forces, model_info, model_info_from_dict
 from .storage import read_storage, to_radians
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class Trial(Kinematics):
     actuators: list[str] = field(default_factory=list)
     actuator_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
     settings: dict = field(default_factory=dict)
+    preparation_s: float = 0.0
+    """Seconds spent preparing the trial, child interpreter start-up excluded (0 from the cache)."""
 
     @property
     def n_frames(self) -> int:
@@ -145,30 +148,52 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True) -> tuple[Trial
 
     Returns the trial and the model's description (reserves included).
     """
+    began = time.perf_counter()
     key = _cache_key(settings)
-    folder = cache_folder() / "trials"
-    stored = folder / f"{key}.npz"
+    stored = cache_folder() / "trials" / f"{key}.npz"
     if cache and stored.is_file():
         log.info("trial: using cached inverse dynamics %s", stored.name)
-        return _load(stored)
-    info = run_in_child("reading the model", model_info, settings.model, settings.reserves)
-    if not info.muscles:
-        raise InputError(f"{settings.model}: the model has no muscles; opensim-pinn estimates muscle forces")
+        trial, info = _load(stored)
+        trial.preparation_s = time.perf_counter() - began
+        return trial, info
+    info = load_model_info(settings.model, settings.reserves)
     kinematics = load_kinematics(info, settings.motion, settings.external_loads, start=settings.start,
                                  end=settings.end, lowpass=settings.lowpass,
                                  step_interval=settings.step_interval)
     actuators = [a.name for a in info.actuators]
     all_names, q_all, qd_all, qdd_all = _with_locked(info, kinematics)
-    tau, actuator_map = run_in_child(
+    before_child = time.perf_counter()
+    (tau, actuator_map), child_seconds = run_in_child_timed(
         "inverse dynamics", generalized_forces, settings.model, settings.reserves,
         settings.external_loads and str(Path(settings.external_loads).resolve()),
         all_names, kinematics.time, q_all, qd_all, qdd_all, actuators)
+    child_startup = time.perf_counter() - before_child - child_seconds
     free = [all_names.index(c) for c in kinematics.coordinates]
     trial = Trial(**asdict(kinematics), tau=tau[:, free], actuators=actuators,
-                  actuator_map=actuator_map[:, :, free], settings=asdict(settings))
+                  actuator_map=actuator_map[:, :, free], settings=asdict(settings),
+                  preparation_s=time.perf_counter() - began - child_startup)
     if cache:
         _save(stored, trial, info)
     return trial, info
+
+
+def load_model_info(model: str | Path, reserves: str | Path | None = None) -> ModelInfo:
+    """The model's description (reserves appended), read by OpenSim once and cached per model file."""
+    digest = hashlib.sha256(file_digest(model, None if reserves == "auto" else reserves).encode())
+    digest.update(json.dumps([reserves == "auto", __version__]).encode())
+    stored = cache_folder() / "models" / f"{digest.hexdigest()[:24]}.json"
+    if stored.is_file():
+        info = model_info_from_dict(json.loads(stored.read_text()))
+        info.path = str(Path(model).resolve())
+        return info
+    info = run_in_child("reading the model", model_info, str(model), reserves and str(reserves))
+    if not info.muscles:
+        raise InputError(f"{model}: the model has no muscles; opensim-pinn estimates muscle forces")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_suffix(".partial")
+    partial.write_text(json.dumps(info.to_dict()))
+    os.replace(partial, stored)
+    return info
 
 
 def cache_folder() -> Path:
@@ -248,8 +273,6 @@ def _save(path: Path, trial: Trial, info: ModelInfo) -> None:
 
 
 def _load(path: Path) -> tuple[Trial, ModelInfo]:
-    from .osim import model_info_from_dict
-
     with np.load(path) as stored:
         meta = json.loads(str(stored["meta"]))
         arrays = {k: stored[k] for k in stored.files if k != "meta"}

@@ -1,0 +1,193 @@
+"""The ``opensim-pinn`` command: parse, call the API, report. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import __version__
+from .errors import InputError, OpenSimCrash
+
+log = logging.getLogger("opensim_pinn")
+
+RESERVES_HELP = ("reserve/residual actuators: an OpenSim ForceSet .xml appended to the model (like "
+                 "OpenSim's force_set_files), or 'auto': a CoordinateActuator on every unlocked coordinate, "
+                 "optimal force 1 (N m or N) where muscles act and 1000 where none does, controls within "
+                 "+-1000")
+
+
+def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True) -> None:
+    if model:
+        parser.add_argument("--model", required=True, metavar="MODEL.osim", help="scaled OpenSim model")
+    parser.add_argument("--motion", required=True, metavar="IK.mot", action="append" if several else None,
+                        help="inverse-kinematics coordinates (.mot/.sto)"
+                        + (", repeat to train on several trials" if several else ""))
+    parser.add_argument("--external-loads", metavar="LOADS.xml", action="append" if several else None,
+                        help="OpenSim ExternalLoads file with its ground reaction force data"
+                        + (", one per --motion, in the same order" if several else ""))
+    parser.add_argument("--start", type=float, metavar="T", help="first time analysed (s); default: motion start")
+    parser.add_argument("--end", type=float, metavar="T", help="last time analysed (s); default: motion end")
+
+
+def _reserves_option(parser):
+    parser.add_argument("--reserves", metavar="FILE|auto", help=RESERVES_HELP)
+
+
+def _lowpass_option(parser):
+    parser.add_argument("--lowpass", type=float, default=6.0, metavar="HZ",
+                        help="low-pass cut-off for the coordinates, Hz, as OpenSim's tools (default 6; "
+                             "-1: no filtering)")
+
+
+def _out_options(parser, default=None):
+    parser.add_argument("--out", required=default is None, default=default, metavar="DIR",
+                        help="output folder" + (f" (default {default})" if default else ""))
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opensim-pinn",
+        description="Muscle activations and forces for OpenSim models in milliseconds: a physics-informed "
+                    "MJCA-BiGRU network trained without labels, compared with OpenSim Static Optimization.")
+    parser.add_argument("--version", action="version", version=f"opensim-pinn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    inspect = commands.add_parser("inspect", help="describe a model's muscles, coordinates and actuators",
+                                  description="Describe a model: muscles (class, Hill parameters, coordinates "
+                                  "spanned), coordinates, actuators. With --motion, fit the muscle path "
+                                  "polynomials around it (cached) and report their error against OpenSim in mm.")
+    inspect.add_argument("model", metavar="MODEL.osim")
+    _reserves_option(inspect)
+    inspect.add_argument("--motion", metavar="IK.mot", help="report the path polynomials' fit on this motion")
+    _lowpass_option(inspect)
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    so = commands.add_parser("static-opt", help="Static Optimization: OpenSim's own or the fast batched solver",
+                             description="Solve OpenSim Static Optimization (activation exponent 2, muscle "
+                             "physiology on) on a trial and write <trial>_StaticOptimization_force.sto, "
+                             "<trial>_StaticOptimization_activation.sto and timing.json.")
+    _trial_options(so)
+    _reserves_option(so)
+    _lowpass_option(so)
+    so.add_argument("--step-interval", type=int, default=1, metavar="N",
+                    help="analyse every N-th frame, as OpenSim's step_interval (default 1)")
+    so.add_argument("--solver", choices=("fast", "opensim"), default="fast",
+                    help="fast: the project's batched solver with the torch muscle model (default); "
+                         "opensim: OpenSim's AnalyzeTool, in a child process")
+    _out_options(so)
+
+    train = commands.add_parser("train", help="train the network on trials, label-free",
+                                description="Train the PI-MJCA-BiGRU network on one or more trials of a "
+                                "model with the physics-informed loss (no labels). Writes checkpoint.pt and "
+                                "history.csv.")
+    _trial_options(train, several=True)
+    _reserves_option(train)
+    _lowpass_option(train)
+    train.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the trainer's)")
+    train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop training after this long")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
+    train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn"),
+                       help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
+                            "cnn: a temporal CNN in place of the attention")
+    _out_options(train)
+
+    predict = commands.add_parser("predict", help="activations and forces of a new trial from a checkpoint",
+                                  description="Predict muscle activations and forces for a motion with a "
+                                  "trained checkpoint. Writes <trial>_forces.sto, <trial>_activations.sto and "
+                                  "<trial>_states.sto. No OpenSim run is needed.")
+    predict.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
+    _trial_options(predict, model=False)
+    _out_options(predict)
+
+    compare = commands.add_parser("compare", help="network vs OpenSim Static Optimization on a trial",
+                                  description="Run OpenSim Static Optimization and the network on the same "
+                                  "trial; write metrics.json, report.md and figures.")
+    compare.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
+    _trial_options(compare)
+    _reserves_option(compare)
+    _out_options(compare)
+
+    demo = commands.add_parser("demo", help="the whole job on the built-in example",
+                               description="Build the built-in planar lower-limb model, synthesize a walking "
+                               "trial, train the network, predict, and compare with OpenSim Static "
+                               "Optimization (a few minutes on 2 CPU cores).")
+    _out_options(demo, default="opensim-pinn-demo")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Dispatch a parsed command line to the API."""
+    if args.command == "inspect":
+        from .model_report import format_report, inspect_model
+
+        report = inspect_model(args.model, reserves=args.reserves, motion=args.motion, lowpass=args.lowpass)
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+    elif args.command == "static-opt":
+        from .static_opt import static_optimization
+
+        result = static_optimization(args.model, args.motion, out=args.out, external_loads=args.external_loads,
+                                     reserves=args.reserves, start=args.start, end=args.end,
+                                     lowpass=args.lowpass, step_interval=args.step_interval,
+                                     solver=args.solver, force=args.force)
+        print(f"{args.solver} static optimization: {result['n_frames']} frames in "
+              f"{result['timing']['wall_s']:.3f} s; wrote {', '.join(result['files'])}")
+    elif args.command == "train":
+        from .train import train_network
+
+        summary = train_network(args.model, args.motion, args.external_loads, reserves=args.reserves,
+                                start=args.start, end=args.end, lowpass=args.lowpass, epochs=args.epochs,
+                                time_limit=args.time_limit, seed=args.seed, device=args.device,
+                                architecture=args.architecture, out=args.out, force=args.force)
+        print(json.dumps(summary, indent=2, default=str))
+    elif args.command == "predict":
+        from .predict import predict
+
+        summary = predict(args.checkpoint, args.motion, args.external_loads, out=args.out, start=args.start,
+                          end=args.end, force=args.force)
+        print(json.dumps(summary, indent=2, default=str))
+    elif args.command == "compare":
+        from .compare import compare
+
+        summary = compare(args.checkpoint, args.model, args.motion, args.external_loads, reserves=args.reserves,
+                          start=args.start, end=args.end, out=args.out, force=args.force)
+        print(json.dumps(summary, indent=2, default=str))
+    elif args.command == "demo":
+        from .demo import run_demo
+
+        summary = run_demo(args.out, force=args.force)
+        print(json.dumps(summary, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``opensim-pinn`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s")
+    try:
+        run(args)
+    except InputError as error:
+        if args.debug:
+            raise
+        print(f"opensim-pinn: error: {error}", file=sys.stderr)
+        return 2
+    except OpenSimCrash as error:
+        if args.debug:
+            raise
+        print(f"opensim-pinn: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("opensim-pinn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
