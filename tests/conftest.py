@@ -1,0 +1,38 @@
+"""Shared fixtures: the real OpenSim cases in ../shared/data, and a per-session cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """Caches (model descriptions, trials, path fits) live in a fresh folder for the test session."""
+    folder = tmp_path_factory.mktemp("opensim_pinn_cache")
+    previous = os.environ.get("OPENSIM_PINN_CACHE")
+    os.environ["OPENSIM_PINN_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("OPENSIM_PINN_CACHE", None)
+    else:
+        os.environ["OPENSIM_PINN_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The reference cases; tests that need them skip when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared OpenSim data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in a temporary folder, so that nothing OpenSim writes lands in the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
