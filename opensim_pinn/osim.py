@@ -9,6 +9,7 @@ OpenSim object. Units are OpenSim's: metres, radians, newtons, seconds.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,8 +109,10 @@ def quiet_opensim(level: str = "error") -> None:
     opensim.Logger.setLevelString(level)
 
 
-def load_model(path: str | Path, reserves: str | Path | None = None):
+def load_model(path: str | Path, reserves: str | Path | None = None, *, initialize: bool = True):
     """Load an ``.osim`` model (and append a reserve ForceSet file) into an OpenSim Model.
+
+    With ``initialize`` (default) the model's system is built (``initSystem``).
 
     ``reserves`` is an OpenSim ForceSet ``.xml`` (like AnalyzeTool's
     ``force_set_files``) or ``"auto"`` (see :func:`auto_reserves`).
@@ -127,8 +130,9 @@ def load_model(path: str | Path, reserves: str | Path | None = None):
         raise InputError(f"{path}: OpenSim cannot read this model ({first})") from None
     if reserves is not None:
         append_reserves(model, reserves)
-    model.finalizeConnections()
-    model.initSystem()
+    if initialize:
+        model.finalizeConnections()
+        model.initSystem()
     return model
 
 
@@ -291,6 +295,75 @@ def _spanned_coordinates(model, state, muscle, n_poses: int = 3) -> list[str]:
     return sorted(spanned, key=order.index)
 
 
+def _loads_for_window(external_loads: Path, start: float, end: float, folder: Path) -> Path:
+    """A copy of the ExternalLoads file whose data keep only the rows near [start, end].
+
+    OpenSim's ExternalForce evaluation cost grows with the rows of its data file
+    (about 3 ms per inverse-dynamics call for 9,000 rows); the interpolating
+    splines near the window do not depend on rows 0.1 s away (the influence of a
+    cubic spline's knot decays by about 4x per knot), so results are unchanged.
+    """
+    from lxml import etree
+
+    from .external_loads import loads_datafile
+    from .storage import read_storage, write_storage
+
+    table = read_storage(loads_datafile(external_loads))
+    margin = max(0.1, 20 * float(np.median(np.diff(table.time))))
+    keep = (table.time >= start - margin) & (table.time <= end + margin)
+    table.time, table.data = table.time[keep], table.data[keep]
+    write_storage(folder / "loads_window.mot", table)
+    document = etree.parse(str(external_loads))
+    for datafile in document.iter("datafile"):
+        datafile.text = str(folder / "loads_window.mot")
+    document.write(str(folder / "loads_window.xml"))
+    return folder / "loads_window.xml"
+
+
+def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int]) -> np.ndarray | None:
+    """Generalised force (mobility order) of ``actuator`` at unit actuation, from Jacobians.
+
+    ``mobility_of`` maps coordinate names to mobility (u) indices.
+    Handles CoordinateActuator, PointActuator and TorqueActuator; None for other types.
+    """
+    import opensim
+
+    matter = model.getMatterSubsystem()
+    n_u = state.getNU()
+    coordinate_actuator = opensim.CoordinateActuator.safeDownCast(actuator)
+    if coordinate_actuator is not None:
+        unit = np.zeros(n_u)
+        unit[mobility_of[coordinate_actuator.get_coordinate()]] = 1.0
+        return unit
+    point_actuator = opensim.PointActuator.safeDownCast(actuator)
+    if point_actuator is not None:
+        body = model.getBodySet().get(point_actuator.get_body())
+        point = point_actuator.get_point()
+        if point_actuator.get_point_is_global():
+            point = model.getGround().findStationLocationInAnotherFrame(state, point, body)
+        direction = point_actuator.get_direction()
+        if not point_actuator.get_force_is_global():
+            direction = body.expressVectorInGround(state, direction)
+        direction = direction.to_numpy() / np.linalg.norm(direction.to_numpy())
+        jacobian = opensim.Matrix()
+        matter.calcStationJacobian(state, body.getMobilizedBodyIndex(), point, jacobian)
+        return jacobian.to_numpy().T @ direction
+    torque_actuator = opensim.TorqueActuator.safeDownCast(actuator)
+    if torque_actuator is not None:
+        body_a, body_b = torque_actuator.getBodyA(), torque_actuator.getBodyB()
+        axis = torque_actuator.get_axis()
+        if not torque_actuator.get_torque_is_global():
+            axis = body_a.expressVectorInGround(state, axis)
+        axis = axis.to_numpy() / np.linalg.norm(axis.to_numpy())
+        total = np.zeros(n_u)
+        for frame, sign in ((body_a, 1.0), (body_b, -1.0)):
+            jacobian = opensim.Matrix()
+            matter.calcFrameJacobian(state, frame.getMobilizedBodyIndex(), opensim.Vec3(0), jacobian)
+            total += sign * jacobian.to_numpy()[:3].T @ axis
+        return total
+    return None
+
+
 def _mobility_order(state, coordinates) -> list[int]:
     """For each mobility (Simbody u index), the position of its coordinate in ``coordinates``."""
     order = [0] * state.getNU()
@@ -346,21 +419,24 @@ def generalized_forces(model_path: str, reserves: str | None, external_loads: st
     """
     import opensim
 
-    model = load_model(model_path, reserves)
+    model = load_model(model_path, reserves, initialize=False)
     for muscle in _muscles(model):
         muscle.set_appliesForce(False)
-    if external_loads:
-        model.addModelComponent(opensim.ExternalLoads(str(Path(external_loads).resolve()), True))
-    model.finalizeConnections()
-    state = model.initSystem()
+    with tempfile.TemporaryDirectory(prefix="opensim_pinn_loads_") as folder:
+        if external_loads:
+            window = _loads_for_window(Path(external_loads), time[0], time[-1], Path(folder))
+            model.addModelComponent(opensim.ExternalLoads(str(window), True))
+        model.finalizeConnections()
+        state = model.initSystem()
     coordinate_set = model.getCoordinateSet()
     column = _mobility_order(state, [coordinate_set.get(name) for name in coordinates])
+    mobility_of = {coordinates[c]: u for u, c in enumerate(column)}
     scalar = [opensim.ScalarActuator.safeDownCast(model.getForceSet().get(name)) for name in actuators]
     for actuator in scalar:
         actuator.overrideActuation(state, True)
         actuator.setOverrideActuation(state, 0.0)
     solver = opensim.InverseDynamicsSolver(model)
-    n_frames, n_u = len(time), state.getNU()
+    n_frames = len(time)
     tau = np.empty((n_frames, len(coordinates)))
     actuator_map = np.zeros((n_frames, len(actuators), len(coordinates)))
     for frame in range(n_frames):
@@ -374,9 +450,12 @@ def generalized_forces(model_path: str, reserves: str | None, external_loads: st
         base = solver.solve(state, udot).to_numpy()
         tau[frame, column] = base
         for a, actuator in enumerate(scalar):
-            actuator.setOverrideActuation(state, actuator.getOptimalForce())
-            actuator_map[frame, a, column] = base - solver.solve(state, udot).to_numpy()
-            actuator.setOverrideActuation(state, 0.0)
+            mobility_forces = _unit_generalized_force(model, state, actuator, mobility_of)
+            if mobility_forces is None:  # other actuator types: by difference of inverse dynamics
+                actuator.setOverrideActuation(state, 1.0)
+                mobility_forces = base - solver.solve(state, udot).to_numpy()
+                actuator.setOverrideActuation(state, 0.0)
+            actuator_map[frame, a, column] = mobility_forces * actuator.getOptimalForce()
     return tau, actuator_map
 
 
