@@ -173,11 +173,12 @@ class MusculoskeletalModel(nn.Module):
         optimal = self.optimal_fiber_length
         height = optimal * torch.sin(self.pennation_angle_at_optimal)
         tendon_free = lengths - self.tendon_slack_length
-        fiber = curves.fiber_geometry(tendon_free, height, self.minimum_fiber_length)
+        is_degroote = self.muscle_class == _DEGROOTE
+        floor = torch.where(is_degroote, torch.zeros_like(self.minimum_fiber_length), self.minimum_fiber_length)
+        fiber = curves.fiber_geometry(tendon_free, height, floor)  # DeGroote: no floor, as OpenSim
         cosine = curves.pennation_cosine(fiber, height, self.maximum_pennation_angle)
         normalized_length = fiber / optimal
-        degroote_cosine = tendon_free / torch.sqrt(height ** 2 + tendon_free ** 2)
-        is_degroote = self.muscle_class == _DEGROOTE
+        degroote_cosine = tendon_free / fiber
         velocity_cosine = torch.where(is_degroote, degroote_cosine, cosine)
         normalized_velocity = speeds * velocity_cosine / (optimal * self.max_contraction_velocity)
 

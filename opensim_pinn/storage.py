@@ -43,7 +43,8 @@ class StorageTable:
     data : ndarray, shape (n_frames, n_columns)
         Values as stored in the file.
     in_degrees : bool
-        Header ``inDegrees`` flag (rotational values in degrees).
+        Rotational values are in degrees: header ``inDegrees=yes``, or an OpenSim 3
+        header (no ``version`` line), which OpenSim always reads as degrees.
     comments : list of str
         Other header lines, kept for information.
     """
@@ -120,8 +121,10 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
         row = int(np.argmax(steps <= 0)) + 1
         raise InputError(f"{path}: time is not strictly increasing at row {row + 1} "
                          f"(t = {time[row]:g} after {time[row - 1]:g})")
-    in_degrees = keys.get("indegrees", "no").lower() in ("yes", "true", "1")
+    # OpenSim reads a file without a 'version' line (OpenSim 3 / SIMM) as degrees, whatever it says.
+    in_degrees = "version" not in keys or keys.get("indegrees", "no").lower() in ("yes", "true", "1")
     name = header[0] if header and "=" not in header[0] else path.stem
+    name = name[5:].strip() if name.startswith("name ") else name
     return StorageTable(name=name, labels=labels[1:], time=time, data=values[:, 1:],
                         in_degrees=in_degrees, comments=[h for h in header[1:] if h])
 
