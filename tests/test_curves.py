@@ -157,7 +157,7 @@ def case(tmp_path_factory):
     return SliderCase(tmp_path_factory.mktemp("slider"))
 
 
-# Slider values: from normalised fiber lengths ~0.2 (De Groote's lower bound, see below)
+# Slider values: from normalised fiber lengths ~0.2 (De Groote's curves' lower end)
 # to ~1.9 (long fibers); speeds: concentric and eccentric, beyond |vN| = 1 for every muscle.
 Q_GRID = np.linspace(-0.08, 0.095, 36)
 QD_GRID = np.linspace(-1.8, 1.8, 19)  # m/s; vmax x optimal length is 0.64 to 1 m/s
@@ -212,12 +212,10 @@ def test_grid_covers_fast_and_short_fibers(case):
         assert QD_GRID.max() / (vmax * muscle.optimal_fiber_length) > 1.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (minor, non-physiological lengths): for DeGrooteFregly2016Muscle OpenSim's "
-    "calcInextensibleTendonActiveFiberForce does not floor the fiber length at the minimum "
-    "(0.2 optimal); MusculoskeletalModel.active_force does (curves.fiber_geometry ... "
-    ".maximum(minimum_fiber_length)), e.g. 11.20 N instead of 5.67 N at lN = 0.1"))
 def test_degroote_below_minimum_fiber_length(case):
+    """OpenSim does not floor a De Groote fiber at its minimum length (0.2 optimal) in
+    calcInextensibleTendonActiveFiberForce; neither may we (it was 11.20 N instead of 5.67 N
+    at lN = 0.1 before the fix)."""
     q = np.linspace(-0.095, -0.081, 8)  # degroote_0 fiber 0.05 to 0.19 optimal lengths
     reference = case.opensim(q, [-0.3, 0.0, 0.3])
     force = case.torch_force(reference["lengths"], reference["speeds"])

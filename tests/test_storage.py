@@ -171,22 +171,20 @@ def test_opensim3_header_counts_are_checked(in_tmp):
         read_storage(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: opensim.Storage (what AnalyzeTool/InverseDynamicsTool read) treats a file "
-    "without a 'version' header line as OpenSim 3/SIMM and assumes rotations in degrees "
-    "('.. assuming rotations in Degrees..', even when it says inDegrees=no), but read_storage "
-    "returns in_degrees=False for it, so an OpenSim 3 .mot in degrees would be used as radians"))
 def test_opensim3_header_is_in_degrees_as_opensim_reads_it(in_tmp):
+    """opensim.Storage (what AnalyzeTool and InverseDynamicsTool read) treats a file without a
+    'version' line as OpenSim 3 / SIMM and assumes degrees, even when it says inDegrees=no."""
     path = in_tmp / "old.mot"
     path.write_text(OLD_HEADER)
     assert osim.Storage(str(path)).isInDegrees() is True
     assert read_storage(path).in_degrees is True
+    path.write_text(OLD_HEADER.replace("range 0 0.02\n", "range 0 0.02\ninDegrees=no\n"))
+    assert osim.Storage(str(path)).isInDegrees() is True
+    assert read_storage(path).in_degrees is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (minor): for the OpenSim 3 header line 'name old_walk' OpenSim's Storage "
-    "names the table 'old_walk'; read_storage keeps the whole line 'name old_walk'"))
 def test_opensim3_name_line(in_tmp):
+    """OpenSim names the table after the 'name' header line of OpenSim 3 files."""
     path = in_tmp / "old.mot"
     path.write_text(OLD_HEADER)
     assert read_storage(path).name == osim.Storage(str(path)).getName() == "old_walk"
