@@ -7,6 +7,13 @@ opensim_pinn.child`` process runs the function; its result or its
 :class:`InputError` comes back through a pickle file; a dead child becomes an
 :class:`OpenSimCrash` naming the step. Unlike ``multiprocessing``, this never
 re-imports the caller's script, so it works from any script or notebook.
+
+The child starts in a temporary folder (so that nothing in the caller's folder
+can shadow a module), then works in the caller's current folder, so relative
+paths mean what they mean to the caller. OpenSim's log file sink is removed
+before any OpenSim call, so no ``opensim.log`` lands there, and OpenSim's
+console messages (which it prints on standard output) go to standard error,
+so that the caller's standard output (``--json``) stays clean.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,27 +70,64 @@ def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs)
     """
     with tempfile.TemporaryDirectory(prefix="opensim_pinn_child_") as folder:
         job, answer = Path(folder) / "job.pickle", Path(folder) / "answer.pickle"
-        job.write_bytes(pickle.dumps((function, args, kwargs, logging.getLogger().getEffectiveLevel())))
+        try:
+            caller_folder = os.getcwd()
+        except OSError:  # the current folder was deleted
+            caller_folder = None
+        job.write_bytes(pickle.dumps((function, args, kwargs, logging.getLogger().getEffectiveLevel(),
+                                      caller_folder)))
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
             str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
         completed = subprocess.run([sys.executable, "-m", "opensim_pinn.child", str(job), str(answer)],
                                    cwd=folder, env=environment, stdin=subprocess.DEVNULL)
         if not answer.is_file():
-            raise OpenSimCrash(f"OpenSim crashed during {step} (child process exit code "
-                               f"{completed.returncode}); check the model and input files")
-        status, payload, seconds = pickle.loads(answer.read_bytes())
+            raise OpenSimCrash(f"OpenSim crashed during {step} ({_describe_exit(completed.returncode)}); "
+                               "check the model and input files (-v shows OpenSim's messages)")
+        try:
+            status, payload, seconds = pickle.loads(answer.read_bytes())
+        except Exception as error:  # noqa: BLE001 - a half-written or foreign answer
+            raise OpenSimCrash(f"OpenSim crashed during {step} (unreadable answer from the child process: "
+                               f"{type(error).__name__})") from None
     if status == "ok":
         return payload, seconds
     if status == "input":
         raise InputError(payload)
     log.debug(payload)
-    raise OpenSimCrash(f"OpenSim failed during {step}: {payload.splitlines()[0]}")
+    first = payload.strip().splitlines()[0] if payload.strip() else "unknown error"
+    raise OpenSimCrash(f"OpenSim failed during {step}: {first} (-v shows the details)")
+
+
+def _describe_exit(code: int) -> str:
+    """``child process killed by SIGSEGV (segmentation fault)`` or ``... exit code 3``."""
+    if code < 0:
+        try:
+            number = signal.Signals(-code)
+            meaning = signal.strsignal(number) or ""
+            return f"child process killed by {number.name}" + (f" ({meaning.lower()})" if meaning else "")
+        except ValueError:
+            return f"child process killed by signal {-code}"
+    return f"child process ended with exit code {code} without an answer"
 
 
 def _main(job: str, answer: str) -> None:
-    function, args, kwargs, level = pickle.loads(Path(job).read_bytes())
+    try:  # a crash must not leave a core file in the caller's folder
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, ValueError, OSError):
+        pass
+    os.dup2(2, 1)  # OpenSim prints its log on stdout: keep the caller's stdout for results
+    sys.stdout = sys.stderr
+    function, args, kwargs, level, caller_folder = pickle.loads(Path(job).read_bytes())
     logging.basicConfig(level=level, format="%(message)s")
-    import opensim  # noqa: F401 - part of the child's start-up, not of the timed work
+    import opensim  # part of the child's start-up, not of the timed work
+
+    opensim.Logger.removeFileSink()  # before any OpenSim message: no opensim.log anywhere
+    opensim.Logger.setLevelString("info" if level <= logging.DEBUG else "error")
+    if caller_folder is not None and os.path.isdir(caller_folder):
+        start_folder = os.getcwd()
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", start_folder)]
+        os.chdir(caller_folder)
 
     began = time.perf_counter()
     try:

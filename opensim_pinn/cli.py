@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from . import __version__
-from .errors import InputError, OpenSimCrash
+from .errors import InputError, OpenSimCrash, require_file
 
 log = logging.getLogger("opensim_pinn")
 
@@ -16,6 +17,13 @@ RESERVES_HELP = ("reserve/residual actuators: an OpenSim ForceSet .xml appended 
                  "OpenSim's force_set_files), or 'auto': a CoordinateActuator on every unlocked coordinate, "
                  "optimal force 1 (N m or N) where muscles act and 1000 where none does, controls within "
                  "+-1000")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error (exit code 2) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"opensim-pinn: error: {message}; see '{self.prog} --help'\n")
 
 
 def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True) -> None:
@@ -48,7 +56,7 @@ def _out_options(parser, default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="opensim-pinn",
         description="Muscle activations and forces for OpenSim models in milliseconds: a physics-informed "
                     "MJCA-BiGRU network trained without labels, compared with OpenSim Static Optimization.")
@@ -165,26 +173,100 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2, default=str))
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Cheap checks of the command line before any work: numbers in range, input files readable.
+
+    Raises
+    ------
+    InputError
+        With a one-line message naming the option or file.
+    """
+    step_interval = getattr(args, "step_interval", None)
+    if step_interval is not None and step_interval < 1:
+        raise InputError(f"--step-interval must be 1 or more (analyse every N-th frame), got {step_interval}")
+    lowpass = getattr(args, "lowpass", None)
+    if lowpass is not None and (not math.isfinite(lowpass) or lowpass == 0):
+        raise InputError(f"--lowpass must be a cut-off frequency in Hz above 0, or -1 for no filtering, "
+                         f"got {lowpass:g}")
+    for option in ("start", "end"):
+        value = getattr(args, option, None)
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"--{option} must be a time in seconds, got {value:g}")
+    start, end = getattr(args, "start", None), getattr(args, "end", None)
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"--start {start:g} s must be before --end {end:g} s")
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        raise InputError(f"--epochs must be 1 or more, got {args.epochs}")
+    if getattr(args, "time_limit", None) is not None and not (args.time_limit > 0):
+        raise InputError(f"--time-limit must be a number of seconds above 0, got {args.time_limit:g}")
+    motions = _as_list(getattr(args, "motion", None))
+    loads = _as_list(getattr(args, "external_loads", None))
+    if loads and len(motions) > 1 and len(loads) != len(motions):
+        raise InputError(f"{len(loads)} --external-loads for {len(motions)} --motion; give one per motion, "
+                         "in the same order")
+    files = [(getattr(args, "model", None), "model file"), (getattr(args, "checkpoint", None), "checkpoint")]
+    files += [(motion, "motion file") for motion in motions]
+    files += [(load, "external loads file") for load in loads]
+    reserves = getattr(args, "reserves", None)
+    if reserves is not None and reserves != "auto":
+        files.append((reserves, "reserve actuator file"))
+    for path, what in files:
+        if path is not None:
+            require_file(path, what)
+    if getattr(args, "device", None) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu")
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return " ".join(text.split("\n")).replace("\r", " ")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``opensim-pinn`` console script; returns the exit code."""
+    """Entry point of the ``opensim-pinn`` console script; returns the exit code.
+
+    Exit codes: 0 done; 1 OpenSim crashed or a system error (disk full, ...);
+    2 bad input or options (one line on stderr, nothing written); 130
+    interrupted. ``--debug`` lets errors propagate with their traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a one-line usage error (code 2)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
     try:
+        check_options(args)
         run(args)
     except InputError as error:
         if args.debug:
             raise
-        print(f"opensim-pinn: error: {error}", file=sys.stderr)
+        print(f"opensim-pinn: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OpenSimCrash as error:
         if args.debug:
             raise
-        print(f"opensim-pinn: error: {error}", file=sys.stderr)
+        print(f"opensim-pinn: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        print(f"opensim-pinn: error: {where}{error.strerror or _one_line(error)} (--debug shows the traceback)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("opensim-pinn: interrupted", file=sys.stderr)
+        if args.debug:
+            raise
+        print("opensim-pinn: interrupted; outputs of this run were not written", file=sys.stderr)
         return 130
     return 0
 

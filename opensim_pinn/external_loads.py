@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from lxml import etree
 
-from .errors import InputError
+from .errors import InputError, one_line, read_input_file
 from .storage import StorageTable, read_storage
 
 
@@ -64,12 +64,14 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
     loads = _parse(path)
     datafile = loads_datafile(path)
     if not datafile.is_file():
-        raise InputError(f"{path}: its data file {datafile} does not exist; fix <datafile>")
+        raise InputError(f"{path}: its data file {datafile} does not exist; fix <datafile> (a path relative "
+                         "to the .xml's folder, or absolute)")
     table = read_storage(datafile)
     labels, columns = [], []
     forces = loads.findall("objects/ExternalForce")
     if not forces:
-        raise InputError(f"{path}: no ExternalForce in the ExternalLoads file")
+        raise InputError(f"{path}: no ExternalForce in the ExternalLoads file; add one per foot (or "
+                         "leave out --external-loads)")
     for force in forces:
         name = force.get("name", "force")
         applies = (force.findtext("appliesForce") or "true").strip().lower() != "false"
@@ -78,8 +80,16 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
             continue
         body = (force.findtext("applied_to_body") or "").strip()
         if body not in bodies:
-            raise InputError(f"{path}: ExternalForce {name!r} is applied to body {body!r}, which is "
-                             f"not in the model (bodies: {', '.join(bodies[:12])})")
+            raise InputError(f"{path}: ExternalForce {one_line(name)} is applied to body {one_line(body)}, which "
+                             f"is not in the model (bodies: {', '.join(bodies[:12])}); fix <applied_to_body>")
+        for tag in ("force_expressed_in_body", "point_expressed_in_body"):
+            frame = (force.findtext(tag) or "ground").strip() or "ground"
+            if frame != "ground" and frame not in bodies:
+                raise InputError(f"{path}: ExternalForce {one_line(name)} has <{tag}> {one_line(frame)}, which is "
+                                 "not a body of the model; use 'ground' or a body of the model")
+        if not (force.findtext("force_identifier") or "").strip():
+            raise InputError(f"{path}: ExternalForce {one_line(name)} names no <force_identifier>; give the "
+                             "prefix of its force columns (e.g. ground_force_v)")
         for tag in ("force_identifier", "point_identifier", "torque_identifier"):
             identifier = (force.findtext(tag) or "").strip()
             if not identifier:
@@ -88,8 +98,9 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
                 if identifier + axis not in table.labels:
                     if tag == "torque_identifier":
                         continue  # OpenSim treats a missing torque as zero
-                    raise InputError(f"{datafile}: column {identifier + axis!r} (ExternalForce "
-                                     f"{name!r}, {tag}) is missing from the data file")
+                    raise InputError(f"{datafile}: column {one_line(identifier + axis)} (ExternalForce "
+                                     f"{one_line(name)}, {tag} in {path}) is missing from the data file; "
+                                     "fix the identifier or give the matching data file")
                 if tag == "force_identifier":
                     labels.append(f"{name}_f{axis}")
                     columns.append(table.labels.index(identifier + axis))
@@ -98,13 +109,15 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
 
 def _parse(path: Path):
     """The <ExternalLoads> element of the file."""
-    if not path.is_file():
-        raise InputError(f"{path}: external loads file not found; check the path")
+    raw = read_input_file(path, "external loads file")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
     try:
-        root = etree.parse(str(path)).getroot()
+        root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as error:
-        raise InputError(f"{path}: not a valid XML file ({error.msg})") from None
+        reason = (str(error.msg or error).strip().splitlines() or ["syntax error"])[0]
+        raise InputError(f"{path}: not a valid XML file ({reason}); give the ExternalLoads .xml") from None
     loads = root if root.tag == "ExternalLoads" else root.find(".//ExternalLoads")
     if loads is None:
-        raise InputError(f"{path}: not an OpenSim ExternalLoads file (no <ExternalLoads> element)")
+        raise InputError(f"{path}: not an OpenSim ExternalLoads file (no <ExternalLoads> element); "
+                         "give the ExternalLoads .xml that names the ground reaction data")
     return loads

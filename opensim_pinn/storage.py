@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, one_line, read_input_file
 
 _MAX_HEADER_LINES = 10_000
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_PLAIN_NUMBERS = re.compile(r"[0-9eE+\-.\s]*")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity|1\.#(?:qnan|snan|ind|inf)\d*)(?:\(\w*\))?", re.IGNORECASE)
+_WRITTEN_KEYS = {"version", "nrows", "ncolumns", "indegrees", "datarows", "datacolumns"}
 
 
 @dataclass
@@ -68,59 +74,57 @@ class StorageTable:
 def read_storage(path: str | os.PathLike) -> StorageTable:
     """Read an OpenSim Storage file (``.sto``/``.mot``), checking it thoroughly.
 
+    Line endings may be LF, CRLF (Windows) or CR; the text may be UTF-8 (with or
+    without a byte-order mark), UTF-16 with a byte-order mark, or Latin-1.
+
     Raises
     ------
     InputError
         With a one-line message naming the file, when it is missing, unreadable,
         not a Storage file, ragged, non-numeric, has NaN/inf values, disagrees
-        with its own ``nRows``/``nColumns``, or has non-increasing times.
+        with its own ``nRows``/``nColumns``, or has non-increasing times. No
+        other exception comes out of this function for any file content.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found; check the path")
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"{path}: cannot read the file ({error.strerror})") from None
-    if b"\x00" in raw:
-        raise InputError(f"{path}: binary file, not an OpenSim Storage file (.sto/.mot)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    lines = text.splitlines()
+    text = _decode(path, read_input_file(path, "Storage file"))
+    lines = _LINE_BREAK.split(text)
     end = next((i for i, line in enumerate(lines[:_MAX_HEADER_LINES])
                 if line.strip().lower() == "endheader"), None)
     if end is None:
-        raise InputError(f"{path}: no 'endheader' line; not an OpenSim Storage file (.sto/.mot)")
+        raise InputError(f"{path}: no 'endheader' line; not an OpenSim Storage file (.sto/.mot): "
+                         "its header must end with a line 'endheader'")
     header = [line.strip() for line in lines[:end]]
     keys = _header_keys(header)
-    body = [line for line in lines[end + 1:] if line.strip()]
+    body = [(number, line) for number, line in enumerate(lines[end + 1:], start=end + 2) if line.strip()]
     if not body:
-        raise InputError(f"{path}: no column labels after 'endheader'")
-    labels = [label.strip() for label in re.split(r"\t", body[0].strip())]
+        raise InputError(f"{path}: no column labels after 'endheader'; the file is empty or truncated")
+    labels = [label.strip() for label in body[0][1].strip().split("\t")]
     if len(labels) == 1:  # some writers separate labels with spaces
-        labels = body[0].split()
-    if not labels or labels[0].lower() != "time":
+        labels = body[0][1].split()
+    if labels[0].lower() != "time":
         raise InputError(f"{path}: the first column after 'endheader' must be 'time', "
-                         f"found {labels[0]!r}")
+                         f"found {one_line(labels[0])} (line {body[0][0]}); is the line of column labels missing?")
+    if "" in labels:
+        raise InputError(f"{path}: column {labels.index('') + 1} has no label (line {body[0][0]}); "
+                         "fix the line of column labels")
     if len(set(labels)) != len(labels):
         duplicate = next(label for label in labels if labels.count(label) > 1)
-        raise InputError(f"{path}: column {duplicate!r} appears twice")
-    values = _parse_rows(path, body[1:], len(labels))
+        raise InputError(f"{path}: column {one_line(duplicate)} appears twice; rename or remove one")
+    values = _parse_rows(path, body[1:], labels)
     _check_counts(path, keys, values.shape)
     if values.shape[0] == 0:
-        raise InputError(f"{path}: the file has no data rows")
+        raise InputError(f"{path}: the file has no data rows; it is empty or truncated")
     if not np.all(np.isfinite(values)):
         row, col = np.argwhere(~np.isfinite(values))[0]
-        raise InputError(f"{path}: column {labels[col]!r} has a NaN or infinite value at row "
-                         f"{row + 1} (time {values[row, 0]:g}); fill the gap or cut the time range")
+        raise InputError(f"{path}: column {one_line(labels[col])} has a NaN or infinite value at row "
+                         f"{row + 1} (line {body[row + 1][0]}); fill the gap or cut the time range")
     time = values[:, 0]
     steps = np.diff(time)
     if np.any(steps <= 0):
         row = int(np.argmax(steps <= 0)) + 1
         raise InputError(f"{path}: time is not strictly increasing at row {row + 1} "
-                         f"(t = {time[row]:g} after {time[row - 1]:g})")
+                         f"(t = {time[row]:.10g} after {time[row - 1]:.10g}, line {body[row + 1][0]}); "
+                         "remove duplicate rows or sort the file by time")
     # OpenSim reads a file without a 'version' line (OpenSim 3 / SIMM) as degrees, whatever it says.
     in_degrees = "version" not in keys or keys.get("indegrees", "no").lower() in ("yes", "true", "1")
     name = header[0] if header and "=" not in header[0] else path.stem
@@ -132,27 +136,55 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
 def write_storage(path: str | os.PathLike, table: StorageTable) -> None:
     """Write ``table`` as an OpenSim 4 Storage file.
 
-    The file is written under a temporary name and renamed into place, so a
-    failure never leaves half a file. The header holds ``version=1``,
-    ``nRows``, ``nColumns`` (time included) and ``inDegrees``, then
-    ``table.comments``.
+    The file is written under a temporary name in the same folder and renamed
+    into place, so a failure never leaves half a file (an existing file of
+    that name stays as it was). The header holds ``version=1``, ``nRows``,
+    ``nColumns`` (time included) and ``inDegrees``, then ``table.comments``
+    (comment lines that would contradict those keys, such as the ``nRows`` of
+    the file the table was read from, are left out). Values are printed with
+    17 significant digits: :func:`read_storage` gets back the same float64
+    numbers.
+
+    Raises
+    ------
+    ValueError
+        The data do not match the labels, or a label cannot be written
+        (empty, with tabs or line breaks, duplicated, or ``time``).
     """
     path = Path(path)
     data = np.asarray(table.data, dtype=float)
-    time = np.asarray(table.time, dtype=float)
-    if data.shape != (len(time), len(table.labels)):
+    time = np.asarray(table.time, dtype=float).reshape(-1)
+    labels = [str(label) for label in table.labels]
+    if data.shape != (len(time), len(labels)):
         raise ValueError(f"data shape {data.shape} does not match "
-                         f"{len(time)} times x {len(table.labels)} labels")
-    header = [table.name, "version=1", f"nRows={len(time)}",
-              f"nColumns={len(table.labels) + 1}",
+                         f"{len(time)} times x {len(labels)} labels")
+    for label in labels:
+        if not label or label != label.strip() or _LINE_BREAK.search(label) or "\t" in label \
+                or label.lower() == "time":
+            raise ValueError(f"column label {label!r} cannot be written to a Storage file")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate column labels: {labels}")
+    name = _header_text(str(table.name)).replace("=", "_")
+    if name.lower() == "endheader":
+        name = "table"
+    if name.startswith("name "):  # read_storage drops an OpenSim 3 'name ' prefix
+        name = "name " + name
+    comments = []
+    for comment in table.comments:
+        for line in _LINE_BREAK.split(str(comment)):
+            line = _header_text(line)
+            key = _header_keys([line])
+            if line.lower() == "endheader" or set(key) & _WRITTEN_KEYS:
+                continue
+            comments.append(line)
+    header = [name, "version=1", f"nRows={len(time)}",
+              f"nColumns={len(labels) + 1}",
               f"inDegrees={'yes' if table.in_degrees else 'no'}",
-              *table.comments, "endheader",
-              "\t".join(["time", *table.labels])]
-    rows = np.column_stack([time, data])
-    body = "\n".join("\t".join(f"{v:.17g}" for v in row) for row in rows)  # exact float64 round trip
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text("\n".join(header) + "\n" + body + "\n")
-    os.replace(temporary, path)
+              *comments, "endheader",
+              "\t".join(["time", *labels])]
+    rows = np.column_stack([time, data]) if data.size else time[:, None]
+    body = "".join("\t".join(f"{v:.17g}" for v in row) + "\n" for row in rows)  # exact float64 round trip
+    _write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
 
 
 def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
@@ -165,25 +197,77 @@ def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
     return data
 
 
-def _parse_rows(path: Path, rows: list[str], n_columns: int) -> np.ndarray:
-    """Numbers of the data rows, shape (n_rows, n_columns); a precise error for a bad row."""
-    try:  # fast path: every cell at once
-        values = np.array(" ".join(rows).split(), dtype=float)
-        if values.size == len(rows) * n_columns:
-            values = values.reshape(len(rows), n_columns)
-            if all(len(row.split()) == n_columns for row in rows):
-                return values
-    except ValueError:
-        pass
-    for number, row in enumerate(rows, start=1):
-        cells = row.split()
+def _decode(path: Path, raw: bytes) -> str:
+    """Text of a Storage file's bytes, or an InputError for a binary file."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark (Windows "Unicode")
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    elif b"\x00" not in raw:
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    raise InputError(f"{path}: binary file, not an OpenSim Storage file (.sto/.mot); give the text file")
+
+
+def _parse_rows(path: Path, rows: list[tuple[int, str]], labels: list[str]) -> np.ndarray:
+    """Numbers of the data rows, shape (n_rows, n_columns); a precise error for a bad row.
+
+    ``rows`` holds (line number, text) pairs. A cell is a decimal number
+    (``12``, ``-1.5e-3``, ``.5``), or ``nan``/``inf`` which is read so that the
+    caller reports it; anything else (``1_000``, ``0x10``, other digit scripts,
+    which Python's ``float`` would accept but OpenSim would not) is an error.
+    """
+    n_columns = len(labels)
+    text = "\n".join(line for _, line in rows)
+    if _PLAIN_NUMBERS.fullmatch(text):  # fast path: every cell at once
+        try:
+            values = np.array(text.split(), dtype=float)
+            if values.size == len(rows) * n_columns and all(len(line.split()) == n_columns
+                                                           for _, line in rows):
+                return values.reshape(len(rows), n_columns)
+        except ValueError:
+            pass
+    values = np.empty((len(rows), n_columns))
+    for index, (number, line) in enumerate(rows):
+        cells = line.split()
         if len(cells) != n_columns:
-            raise InputError(f"{path}: row {number} has {len(cells)} values but there are "
-                             f"{n_columns} columns")
-        bad = next((c for c in cells if not _is_float(c)), None)
-        if bad is not None:
-            raise InputError(f"{path}: row {number} has a non-numeric value {bad!r}")
-    raise AssertionError("unreachable: rows parsed one by one but not together")
+            raise InputError(f"{path}: row {index + 1} has {len(cells)} values but there are "
+                             f"{n_columns} columns (line {number}); the file is ragged or truncated")
+        for column, cell in enumerate(cells):
+            if _NUMBER.fullmatch(cell):
+                values[index, column] = float(cell)
+            elif _NOT_FINITE.fullmatch(cell):
+                raise InputError(f"{path}: column {one_line(labels[column])} has a NaN or infinite value "
+                                 f"{one_line(cell)} at row {index + 1} (line {number}); fill the gap or "
+                                 "cut the time range")
+            else:
+                raise InputError(f"{path}: row {index + 1} has a non-numeric value {one_line(cell)} in "
+                                 f"column {one_line(labels[column])} (line {number}); every cell after the "
+                                 "labels must be a number")
+    return values
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write ``content`` to a temporary file next to ``path``, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _header_text(line: str) -> str:
+    """One header line as :func:`read_storage` will read it back: single line, stripped."""
+    return " ".join(_LINE_BREAK.split(line)).strip()
 
 
 def _header_keys(header: list[str]) -> dict[str, str]:
@@ -203,18 +287,12 @@ def _check_counts(path: Path, keys: dict[str, str], shape: tuple[int, int]) -> N
             try:
                 stated = int(keys[key])
             except ValueError:
-                raise InputError(f"{path}: header {key}={keys[key]!r} is not a whole number") from None
+                raise InputError(f"{path}: header {key}={one_line(keys[key])} is not a whole number; "
+                                 "fix or remove that header line") from None
             if stated != actual:
-                raise InputError(f"{path}: header says {key}={stated} but the file has {actual}; "
-                                 "the file is truncated or was edited by hand")
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+                what = "data rows" if key.endswith("rows") else "columns (time included)"
+                raise InputError(f"{path}: header says {key}={stated} but the file has {actual} {what}; "
+                                 "the file is truncated or was edited by hand: fix the header or the data")
 
 
 __all__ = ["StorageTable", "read_storage", "write_storage", "to_radians"]

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from lxml import etree
 
 from . import __version__
 from .child import run_in_child, run_in_child_timed
-from .errors import InputError
+from .errors import InputError, one_line, read_input_file
 from .external_loads import loads_datafile, read_external_loads
 from .filtering import filtered_kinematics, frame_indices
 from .osim import ModelInfo, generalized_forces, model_info, model_info_from_dict
@@ -122,23 +123,18 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
     _check_angles(q, info, motion, table.in_degrees)
     if table.n_frames < MIN_FRAMES:
         raise InputError(f"{motion}: {table.n_frames} rows; at least {MIN_FRAMES} are needed to "
-                         "differentiate the coordinates")
-    first, last = table.time[0], table.time[-1]
-    start = first if start is None else start
-    end = last if end is None else end
-    tolerance = 1e-6
-    if start < first - tolerance or end > last + tolerance or start >= end:
-        raise InputError(f"{motion}: time window {start:g}-{end:g} s is outside the data "
-                         f"({first:g}-{last:g} s); choose --start/--end inside it")
-    if step_interval < 1:
-        raise InputError(f"step interval must be 1 or more, got {step_interval}")
+                         "differentiate the coordinates: give a longer motion")
+    start, end = _check_window(motion, table.time, start, end)
+    if isinstance(step_interval, bool) or not isinstance(step_interval, (int, np.integer)) or step_interval < 1:
+        raise InputError(f"--step-interval must be a whole number, 1 or more, got {step_interval!r}")
+    loads = read_external_loads(external_loads, info.bodies) if external_loads is not None else None
     time, q, qd, qdd = filtered_kinematics(table.time, q, lowpass)
     rows = frame_indices(time, start, end, step_interval)
     name = motion.stem.removesuffix("_IK").removesuffix("_ik")
     kinematics = Kinematics(name=name, time=time[rows], coordinates=[c.name for c in info.free_coordinates],
                             q=q[rows], qd=qd[rows], qdd=qdd[rows], grf=np.zeros((len(rows), 0)))
-    if external_loads is not None:
-        loads = read_external_loads(external_loads, info.bodies)
+    if loads is not None:
+        _check_loads_cover(loads, external_loads, kinematics.time, (start, end))
         kinematics.grf_labels, kinematics.grf = loads.labels, loads.forces_at(kinematics.time)
     return kinematics
 
@@ -178,7 +174,23 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True) -> tuple[Trial
 
 
 def load_model_info(model: str | Path, reserves: str | Path | None = None) -> ModelInfo:
-    """The model's description (reserves appended), read by OpenSim once and cached per model file."""
+    """The model's description (reserves appended), read by OpenSim once and cached per model file.
+
+    The files are checked first (exist, readable, an OpenSim model / ForceSet
+    document, reserves on coordinates of the model), so that OpenSim never sees
+    a file that is not what it should be; then OpenSim reads the model in a
+    child process.
+
+    Raises
+    ------
+    InputError
+        A file is missing, unreadable or not what it should be; the model has no muscles.
+    OpenSimCrash
+        OpenSim crashed reading the model.
+    """
+    coordinates = check_model_file(model)
+    if reserves is not None and str(reserves) != "auto":
+        check_reserves_file(reserves, model, coordinates)
     digest = hashlib.sha256(file_digest(model, None if reserves == "auto" else reserves).encode())
     digest.update(json.dumps([reserves == "auto", __version__]).encode())
     stored = cache_folder() / "models" / f"{digest.hexdigest()[:24]}.json"
@@ -186,14 +198,64 @@ def load_model_info(model: str | Path, reserves: str | Path | None = None) -> Mo
         info = model_info_from_dict(json.loads(stored.read_text()))
         info.path = str(Path(model).resolve())
         return info
-    info = run_in_child("reading the model", model_info, str(model), reserves and str(reserves))
+    info = run_in_child("reading the model", model_info, str(model), None if reserves is None else str(reserves))
     if not info.muscles:
-        raise InputError(f"{model}: the model has no muscles; opensim-pinn estimates muscle forces")
+        raise InputError(f"{model}: the model has no muscles; opensim-pinn estimates muscle forces: "
+                         "give a model with muscles")
     stored.parent.mkdir(parents=True, exist_ok=True)
     partial = stored.with_suffix(".partial")
     partial.write_text(json.dumps(info.to_dict()))
     os.replace(partial, stored)
     return info
+
+
+def check_model_file(model: str | Path) -> set[str]:
+    """Check, without OpenSim, that ``model`` is a readable OpenSim model document.
+
+    Returns
+    -------
+    set of str
+        Names of the model's coordinates (as written in the file).
+    """
+    root = _opensim_document(Path(model), "model file", "Model", "OpenSim model",
+                             "give the scaled OpenSim model (.osim)")
+    return {element.get("name") for element in root.iter("Coordinate") if element.get("name")}
+
+
+def check_reserves_file(reserves: str | Path, model: str | Path, coordinates: set[str]) -> None:
+    """Check, without OpenSim, that ``reserves`` is a ForceSet whose actuators act on ``coordinates``."""
+    hint = "give a ForceSet .xml (like OpenSim's force_set_files) or 'auto'"
+    force_set = _opensim_document(Path(reserves), "reserve actuator file", "ForceSet", "OpenSim ForceSet", hint,
+                                  bare_root=True)
+    for actuator in force_set.findall("objects/CoordinateActuator"):  # not <defaults>
+        coordinate = (actuator.findtext("coordinate") or "").strip()
+        if coordinates and coordinate not in coordinates:
+            raise InputError(f"{reserves}: CoordinateActuator {one_line(actuator.get('name', ''))} acts on "
+                             f"coordinate {one_line(coordinate)}, which is not in {model}; give the reserves "
+                             "made for this model, or 'auto'")
+
+
+def _opensim_document(path: Path, what: str, tag: str, kind: str, hint: str, *, bare_root: bool = False):
+    """The ``<tag>`` element of an OpenSim XML document, or an InputError naming what the file is."""
+    raw = read_input_file(path, what)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+    try:
+        root = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as error:
+        reason = (str(error.msg or error).strip().splitlines() or ["syntax error"])[0]
+        raise InputError(f"{path}: not an {kind} file (not valid XML: {reason}); {hint}") from None
+    if root.tag == "OpenSimDocument":
+        elements = [element for element in root if isinstance(element.tag, str)]
+        found = next((element for element in elements if element.tag == tag), None)
+        if found is None:
+            holds = f"<{str(elements[0].tag)[:60]}>" if elements else "nothing"
+            raise InputError(f"{path}: not an {kind} file: the OpenSim document holds {holds}, "
+                             f"not <{tag}>; {hint}")
+        return found
+    if bare_root and root.tag == tag:
+        return root
+    raise InputError(f"{path}: not an {kind} file: its root element is <{str(root.tag)[:60]}>, "
+                     f"not <OpenSimDocument>; {hint}")
 
 
 def cache_folder() -> Path:
@@ -244,8 +306,9 @@ def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path) -> list
     if missing:
         known = set(short) & {c.name for c in info.coordinates}
         hint = "" if known else " (no column matches a coordinate of this model: is it the right model?)"
-        raise InputError(f"{motion}: no column for coordinate(s) {', '.join(missing)} of model "
-                         f"{info.name}{hint}")
+        raise InputError(f"{motion}: no column for coordinate(s) {', '.join(missing[:12])}"
+                         f"{' ...' if len(missing) > 12 else ''} of model {info.name}{hint}; give the "
+                         "inverse-kinematics motion of this model")
     extra = [label for label in short if label not in {c.name for c in info.coordinates}]
     if extra:
         log.warning("%s: ignoring columns that are not coordinates of %s: %s", motion, info.name,
@@ -253,14 +316,65 @@ def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path) -> list
     return [short.index(name) for name in wanted]
 
 
+ANGLE_LIMIT = 4 * np.pi
+"""Largest plausible joint angle (rad): two turns."""
+RANGE_MARGIN = 1.0
+"""rad; a coordinate read as radians further than this outside its range, that fits the range
+when read as degrees, is taken as degrees in a file marked radians."""
+
+
 def _check_angles(q: np.ndarray, info: ModelInfo, motion: Path, in_degrees: bool) -> None:
-    """Catch degrees in a file whose header says radians (angles beyond two turns)."""
+    """Catch degrees in a file whose header says radians.
+
+    Angles beyond two turns, or far outside the coordinate's range when they
+    would fit it as degrees, are reported.
+    """
     for i, coordinate in enumerate(info.free_coordinates):
-        if coordinate.motion_type == "rotational" and np.abs(q[:, i]).max() > 4 * np.pi:
-            unit = "degrees" if in_degrees else "radians"
-            raise InputError(f"{motion}: coordinate {coordinate.name} reaches "
-                             f"{np.abs(q[:, i]).max():.1f} {unit} ({'' if in_degrees else 'header inDegrees=no'}); "
-                             "the values look like degrees: set 'inDegrees=yes' in the header")
+        if coordinate.motion_type != "rotational":
+            continue
+        values = q[:, i]
+        peak = float(np.abs(values).max())
+        if in_degrees:
+            if peak > ANGLE_LIMIT:
+                raise InputError(f"{motion}: coordinate {coordinate.name} reaches {np.rad2deg(peak):.1f} degrees "
+                                 "(more than two turns); check the values and the units of the file")
+            continue
+        low, high = coordinate.range
+        as_degrees = np.deg2rad(values)
+        outside = values.min() < low - RANGE_MARGIN or values.max() > high + RANGE_MARGIN
+        fits_as_degrees = as_degrees.min() >= low - 0.1 and as_degrees.max() <= high + 0.1
+        if peak > ANGLE_LIMIT or (np.isfinite(low) and np.isfinite(high) and outside and fits_as_degrees):
+            raise InputError(f"{motion}: coordinate {coordinate.name} reaches {values[np.argmax(np.abs(values))]:.4g} "
+                             f"but its range is {low:.3g} to {high:.3g} rad and the header does not say "
+                             "inDegrees=yes: the values look like degrees; set 'inDegrees=yes' in the header")
+
+
+def _check_window(motion: Path, time: np.ndarray, start: float | None, end: float | None) -> tuple[float, float]:
+    """The analysed time window, checked against the motion's time range."""
+    first, last = float(time[0]), float(time[-1])
+    for option, value in (("--start", start), ("--end", end)):
+        if value is not None and not np.isfinite(value):
+            raise InputError(f"{option} must be a time in seconds, got {value}")
+    start = first if start is None else float(start)
+    end = last if end is None else float(end)
+    tolerance = 1e-6
+    if start < first - tolerance or end > last + tolerance or start > last or end < first:
+        raise InputError(f"{motion}: time window {start:g} to {end:g} s is outside the data "
+                         f"({first:g} to {last:g} s); choose --start/--end inside it")
+    if start >= end:
+        raise InputError(f"time window {start:g} to {end:g} s is empty: --start must be before --end "
+                         f"(the motion {motion} covers {first:g} to {last:g} s)")
+    return start, end
+
+
+def _check_loads_cover(loads, external_loads, time: np.ndarray, window: tuple[float, float]) -> None:
+    """The ground reaction data must span the analysed frames (no extrapolation)."""
+    data_time = loads.table.time
+    tolerance = 1e-6 + (0.5 * float(np.median(np.diff(data_time))) if len(data_time) > 1 else 0.0)
+    if time[0] < data_time[0] - tolerance or time[-1] > data_time[-1] + tolerance:
+        raise InputError(f"{external_loads}: its data cover {data_time[0]:g} to {data_time[-1]:g} s but the "
+                         f"analysed window is {window[0]:g} to {window[1]:g} s; give loads data over the whole "
+                         "window or narrow --start/--end")
 
 
 def _save(path: Path, trial: Trial, info: ModelInfo) -> None:

@@ -1,0 +1,529 @@
+"""Bad input to ``opensim-pinn inspect`` and ``static-opt``: exit 2, one clear line, nothing written.
+
+Every case copies the arm26 case of ``../shared/data`` into a temporary folder,
+breaks one thing, and runs the command line through :func:`opensim_pinn.cli.main`.
+Standard error is captured at the file-descriptor level (``capfd``), so what
+OpenSim child processes print counts too. The checks come before any long
+work: the path fitter never runs here (it is made to fail if it is called).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opensim_pinn import cli, errors
+from opensim_pinn.storage import StorageTable, write_storage
+
+SHARED_ARM26 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arm26"
+ARM26_FILES = ("arm26.osim", "arm26_InverseKinematics.mot", "arm26_Reserve_Actuators.xml")
+SOLVERS = ("fast", "opensim")
+
+LOADS_XML = """<?xml version="1.0" encoding="UTF-8" ?>
+<OpenSimDocument Version="40000">
+  <ExternalLoads name="hand_loads">
+    <objects>
+      <ExternalForce name="hand">
+        <applied_to_body>r_ulna_radius_hand</applied_to_body>
+        <force_expressed_in_body>ground</force_expressed_in_body>
+        <point_expressed_in_body>ground</point_expressed_in_body>
+        <force_identifier>hand_force_v</force_identifier>
+        <point_identifier>hand_force_p</point_identifier>
+      </ExternalForce>
+    </objects>
+    <datafile>hand_loads.mot</datafile>
+  </ExternalLoads>
+</OpenSimDocument>
+"""
+
+
+class Arm26:
+    """The arm26 case in a temporary folder (the current folder), with hand loads."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        for name in ARM26_FILES:
+            shutil.copy(SHARED_ARM26 / name, folder / name)
+        self.model = folder / "arm26.osim"
+        self.motion = folder / "arm26_InverseKinematics.mot"
+        self.reserves = folder / "arm26_Reserve_Actuators.xml"
+        self.loads = folder / "hand_loads.xml"
+        self.loads_data = folder / "hand_loads.mot"
+        self.out = folder / "results"
+        self.loads.write_text(LOADS_XML)
+        time = np.linspace(0.0, 1.0, 101)
+        labels = [f"hand_force_{kind}{axis}" for kind in "vp" for axis in "xyz"]
+        write_storage(self.loads_data, StorageTable(name="hand_loads", labels=labels, time=time,
+                                                    data=np.zeros((len(time), len(labels)))))
+
+    def static_opt(self, solver: str, *extra: str, loads: bool = True) -> list[str]:
+        argv = ["static-opt", "--model", str(self.model), "--motion", str(self.motion),
+                "--reserves", str(self.reserves), "--solver", solver, "--out", str(self.out)]
+        if loads:
+            argv += ["--external-loads", str(self.loads)]
+        return argv + list(extra)
+
+    def inspect(self, *extra: str) -> list[str]:
+        return ["inspect", str(self.model), "--reserves", str(self.reserves), *extra]
+
+    def edit(self, path: Path, old: str, new: str, count: int = 1) -> None:
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path.name}"
+        path.write_text(text.replace(old, new, count))
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {str(p.relative_to(self.folder)): p.read_bytes() for p in sorted(self.folder.rglob("*"))
+                if p.is_file()}
+
+
+@pytest.fixture()
+def arm26(in_tmp, monkeypatch) -> Arm26:
+    if not SHARED_ARM26.is_dir():
+        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
+    import opensim_pinn.child
+    import opensim_pinn.paths
+    import opensim_pinn.trial
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("the path fitter ran: input checks must come before any long work")
+
+    def no_inverse_dynamics(*args, **kwargs):
+        raise AssertionError("inverse dynamics ran: input checks must come before any long work")
+
+    real_run_in_child = opensim_pinn.child.run_in_child
+
+    def no_child(step, function, *args, **kwargs):
+        if step == "reading the model":
+            return real_run_in_child(step, function, *args, **kwargs)
+        raise AssertionError(f"{step} ran: input checks must come before any long work")
+
+    monkeypatch.setattr(opensim_pinn.paths, "load_or_fit_paths", no_fitting)
+    monkeypatch.setattr(opensim_pinn.trial, "prepare_trial", no_inverse_dynamics)
+    monkeypatch.setattr(opensim_pinn.child, "run_in_child", no_child)  # OpenSim's SO (static_opt.py)
+    return Arm26(in_tmp)
+
+
+def assert_refused(capfd, code: int, *fragments: str, exit_code: int = 2) -> str:
+    """Exit code 2, exactly one line on stderr starting 'opensim-pinn: error:', no traceback."""
+    captured = capfd.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == exit_code, captured.err
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{captured.err}"
+    line = lines[0]
+    assert line.startswith("opensim-pinn: error: "), line
+    assert "Traceback" not in captured.err + captured.out
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+# ---- motion (Storage) files ------------------------------------------------------------
+
+def _garbage(case):
+    case.motion.write_text("This is not a motion.\nJust some words, 1 2 3.\n")
+
+
+def _binary(case):
+    case.motion.write_bytes(bytes(range(256)) * 8)
+
+
+def _no_endheader(case):
+    case.edit(case.motion, "endheader\n", "")
+
+
+def _edit_row(case, row, edit):
+    """Apply ``edit`` to data row ``row`` (0-based) of the motion."""
+    lines = case.motion.read_text().splitlines()
+    start = lines.index("endheader") + 2
+    lines[start + row] = edit(lines[start + row])
+    case.motion.write_text("\n".join(lines) + "\n")
+
+
+def _ragged(case):
+    _edit_row(case, 20, lambda line: line.rsplit(None, 1)[0])
+
+
+def _non_numeric(case):
+    _edit_row(case, 20, lambda line: line.rsplit(None, 1)[0] + "\tabc")
+
+
+def _n_rows(case):
+    case.edit(case.motion, "nRows=121", "nRows=150")
+
+
+def _n_columns(case):
+    case.edit(case.motion, "nColumns=3", "nColumns=5")
+
+
+def _set_cell(case, row, value, column=2):
+    _edit_row(case, row, lambda line: "\t".join(value if i == column else cell
+                                                for i, cell in enumerate(line.split())))
+
+
+def _nan(case):
+    _set_cell(case, 30, "NaN")
+
+
+def _inf(case):
+    _set_cell(case, 30, "-inf")
+
+
+def _set_time(case, row, value):
+    _set_cell(case, row, value, column=0)
+
+
+def _duplicate_time(case):
+    _set_time(case, 41, "0.33333333")  # row 40 is t = 0.33333333
+
+
+def _decreasing_time(case):
+    _set_time(case, 41, "0.1")
+
+
+def _wrong_columns(case):
+    case.edit(case.motion, "r_elbow_flex", "elbow_angle")
+
+
+def _other_model_motion(case):
+    case.edit(case.motion, "time\tr_shoulder_elev\tr_elbow_flex", "time\thip_flexion_r\tknee_angle_r")
+
+
+def _degrees_marked_radians(case):
+    case.edit(case.motion, "inDegrees=yes", "inDegrees=no")
+
+
+def _too_short(case):
+    lines = case.motion.read_text().splitlines()
+    start = lines.index("endheader") + 2
+    case.motion.write_text("\n".join(lines[:start + 3]).replace("nRows=121", "nRows=3") + "\n")
+
+
+def _motion_missing(case):
+    case.motion.unlink()
+
+
+def _motion_folder(case):
+    case.motion.unlink()
+    case.motion.mkdir()
+
+
+MOTION_CASES = {
+    "missing": (_motion_missing, ["motion file not found"]),
+    "folder": (_motion_folder, ["not found (this is a folder)"]),
+    "garbage": (_garbage, ["no 'endheader' line", "not an OpenSim Storage file"]),
+    "binary": (_binary, ["binary file"]),
+    "no_endheader": (_no_endheader, ["no 'endheader' line"]),
+    "ragged": (_ragged, ["row 21 has 2 values but there are 3 columns"]),
+    "non_numeric": (_non_numeric, ["non-numeric value 'abc'", "r_elbow_flex"]),
+    "n_rows": (_n_rows, ["nrows=150", "121 data rows"]),
+    "n_columns": (_n_columns, ["ncolumns=5", "3 columns"]),
+    "nan": (_nan, ["NaN or infinite", "r_elbow_flex", "row 31"]),
+    "inf": (_inf, ["NaN or infinite", "'-inf'"]),
+    "duplicate_time": (_duplicate_time, ["time is not strictly increasing at row 42"]),
+    "decreasing_time": (_decreasing_time, ["time is not strictly increasing at row 42"]),
+    "wrong_columns": (_wrong_columns, ["no column for coordinate(s) r_elbow_flex of model arm26"]),
+    "other_model": (_other_model_motion, ["r_shoulder_elev, r_elbow_flex", "is it the right model?"]),
+    "degrees_marked_radians": (_degrees_marked_radians, ["look like degrees", "inDegrees=yes"]),
+    "too_short": (_too_short, ["3 rows; at least 6"]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", sorted(MOTION_CASES))
+def test_static_opt_bad_motion(arm26, capfd, solver, name):
+    corrupt, fragments = MOTION_CASES[name]
+    corrupt(arm26)
+    before = arm26.snapshot()
+    code = cli.main(arm26.static_opt(solver))
+    assert_refused(capfd, code, str(arm26.motion), *fragments)
+    assert not arm26.out.exists(), "nothing may be written to --out"
+    assert arm26.snapshot() == before, "nothing may be written next to the inputs"
+
+
+@pytest.mark.parametrize("name", ["garbage", "nan", "wrong_columns", "degrees_marked_radians"])
+def test_inspect_bad_motion(arm26, capfd, name):
+    corrupt, fragments = MOTION_CASES[name]
+    corrupt(arm26)
+    before = arm26.snapshot()
+    assert_refused(capfd, cli.main(arm26.inspect("--motion", str(arm26.motion))), str(arm26.motion), *fragments)
+    assert arm26.snapshot() == before
+
+
+def test_unreadable_motion(arm26, capfd, monkeypatch):
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) == arm26.motion:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(errors, "open", refuse, raising=False)
+    code = cli.main(arm26.static_opt("fast"))
+    assert_refused(capfd, code, str(arm26.motion), "cannot read the motion file (Permission denied)",
+                   "check its permissions")
+    assert not arm26.out.exists()
+
+
+def test_motion_with_crlf_and_bom_is_accepted(arm26, capfd):
+    """A motion saved on Windows (CRLF, UTF-8 byte-order mark) is fine: the run gets as far as the
+    existing-output check, which is the first refusal after every input check."""
+    arm26.motion.write_bytes(b"\xef\xbb\xbf" + arm26.motion.read_bytes().replace(b"\n", b"\r\n"))
+    arm26.out.mkdir()
+    (arm26.out / "timing.json").write_text("{}")
+    code = cli.main(arm26.static_opt("fast"))
+    assert_refused(capfd, code, "already holds timing.json", "--force")
+
+
+# ---- time window and options -----------------------------------------------------------
+
+WINDOW_CASES = {
+    "outside": (["--start", "5", "--end", "6"], ["time window 5 to 6 s is outside the data (0 to 1 s)",
+                                                 "choose --start/--end inside it"]),
+    "end_after": (["--end", "100"], ["time window 0 to 100 s is outside the data"]),
+    "start_before": (["--start", "-2"], ["time window -2 to 1 s is outside the data"]),
+    "start_after_end": (["--start", "0.8", "--end", "0.2"], ["--start 0.8 s must be before --end 0.2 s"]),
+    "start_equals_end": (["--start", "0.5", "--end", "0.5"], ["must be before --end"]),
+    "start_only_after_data": (["--start", "3"], ["time window 3 to 1 s is outside the data"]),
+    "start_nan": (["--start", "nan"], ["--start must be a time in seconds"]),
+    "step_interval_zero": (["--step-interval", "0"], ["--step-interval must be 1 or more"]),
+    "step_interval_negative": (["--step-interval", "-3"], ["--step-interval must be 1 or more", "got -3"]),
+    "step_interval_text": (["--step-interval", "abc"], ["argument --step-interval: invalid int value: 'abc'",
+                                                        "opensim-pinn static-opt --help"]),
+    "step_interval_fraction": (["--step-interval", "1.5"], ["invalid int value: '1.5'"]),
+    "lowpass_zero": (["--lowpass", "0"], ["--lowpass must be a cut-off frequency"]),
+    "lowpass_inf": (["--lowpass", "inf"], ["--lowpass must be a cut-off frequency"]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", sorted(WINDOW_CASES))
+def test_static_opt_bad_window_or_option(arm26, capfd, solver, name):
+    extra, fragments = WINDOW_CASES[name]
+    code = cli.main(arm26.static_opt(solver, *extra))
+    assert_refused(capfd, code, *fragments)
+    assert not arm26.out.exists()
+
+
+def test_unknown_solver_is_one_line(arm26, capfd):
+    code = _exit_code(lambda: cli.main(arm26.static_opt("slow")))
+    assert_refused(capfd, code, "argument --solver: invalid choice: 'slow'")
+
+
+def test_missing_required_option_is_one_line(arm26, capfd):
+    code = _exit_code(lambda: cli.main(["static-opt", "--model", str(arm26.model), "--out", "x"]))
+    assert_refused(capfd, code, "the following arguments are required: --motion")
+
+
+def _exit_code(call) -> int:
+    try:
+        return call()
+    except SystemExit as exit_:  # argparse
+        return exit_.code
+
+
+# ---- model files -----------------------------------------------------------------------
+
+def _no_muscle_model(path: Path) -> None:
+    osim = pytest.importorskip("opensim")
+    model = osim.Model()
+    model.setName("no_muscles")
+    body = osim.Body("link", 1.0, osim.Vec3(0), osim.Inertia(0.1))
+    model.addBody(body)
+    model.addJoint(osim.PinJoint("pin", model.getGround(), body))
+    model.finalizeConnections()
+    model.printToXML(str(path))
+    empty_force_set = ('<?xml version="1.0"?><OpenSimDocument Version="40000"><ForceSet name="none">'
+                       '<objects/></ForceSet></OpenSimDocument>')
+    (path.parent / "arm26_Reserve_Actuators.xml").write_text(empty_force_set)
+
+
+MODEL_CASES = {
+    "missing": (lambda case: case.model.unlink(), ["model file not found; check the path"]),
+    "folder": (lambda case: (case.model.unlink(), case.model.mkdir()), ["model file not found (this is a folder)"]),
+    "garbage": (lambda case: case.model.write_text("garbage, not a model\n"),
+                ["not an OpenSim model file (not valid XML", "give the scaled OpenSim model (.osim)"]),
+    "binary": (lambda case: case.model.write_bytes(bytes(range(256)) * 4), ["not valid XML"]),
+    "empty": (lambda case: case.model.write_bytes(b""), ["not valid XML"]),
+    "truncated": (lambda case: case.model.write_bytes(case.model.read_bytes()[:5000]), ["not valid XML"]),
+    "motion_as_model": (lambda case: shutil.copy(case.motion, case.model), ["not an OpenSim model file"]),
+    "other_xml": (lambda case: case.model.write_text("<?xml version='1.0'?><svg><rect/></svg>"),
+                  ["its root element is <svg>, not <OpenSimDocument>"]),
+    "force_set": (lambda case: shutil.copy(case.reserves, case.model),
+                  ["the OpenSim document holds <ForceSet>, not <Model>"]),
+    "no_muscles": (lambda case: _no_muscle_model(case.model),
+                   ["the model has no muscles", "give a model with muscles"]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+def test_static_opt_bad_model(arm26, capfd, solver, name):
+    corrupt, fragments = MODEL_CASES[name]
+    corrupt(arm26)
+    before = arm26.snapshot()
+    assert_refused(capfd, cli.main(arm26.static_opt(solver)), str(arm26.model), *fragments)
+    assert not arm26.out.exists()
+    assert arm26.snapshot() == before
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+def test_inspect_bad_model(arm26, capfd, name):
+    corrupt, fragments = MODEL_CASES[name]
+    corrupt(arm26)
+    assert_refused(capfd, cli.main(["inspect", str(arm26.model)]), str(arm26.model), *fragments)
+
+
+def test_unreadable_model(arm26, capfd, monkeypatch):
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) == arm26.model:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(errors, "open", refuse, raising=False)
+    assert_refused(capfd, cli.main(["inspect", str(arm26.model)]), "cannot read the model file (Permission denied)")
+
+
+# ---- reserve actuators -----------------------------------------------------------------
+
+OTHER_MODEL_RESERVES = """<?xml version="1.0"?>
+<OpenSimDocument Version="40000"><ForceSet name="gait"><objects>
+<CoordinateActuator name="reserve_knee"><coordinate>knee_angle_r</coordinate><optimal_force>1</optimal_force>
+</CoordinateActuator></objects></ForceSet></OpenSimDocument>
+"""
+
+RESERVES_CASES = {
+    "missing": (lambda case: case.reserves.unlink(), ["reserve actuator file not found"]),
+    "garbage": (lambda case: case.reserves.write_text("1 2 3\n"), ["not an OpenSim ForceSet file (not valid XML"]),
+    "model_not_force_set": (lambda case: shutil.copy(case.model, case.reserves),
+                            ["the OpenSim document holds <Model>, not <ForceSet>", "or 'auto'"]),
+    "other_model": (lambda case: case.reserves.write_text(OTHER_MODEL_RESERVES),
+                    ["CoordinateActuator 'reserve_knee' acts on coordinate 'knee_angle_r', which is not in"]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", sorted(RESERVES_CASES))
+def test_static_opt_bad_reserves(arm26, capfd, solver, name):
+    corrupt, fragments = RESERVES_CASES[name]
+    corrupt(arm26)
+    assert_refused(capfd, cli.main(arm26.static_opt(solver)), str(arm26.reserves), *fragments)
+    assert not arm26.out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(RESERVES_CASES))
+def test_inspect_bad_reserves(arm26, capfd, name):
+    corrupt, fragments = RESERVES_CASES[name]
+    corrupt(arm26)
+    assert_refused(capfd, cli.main(arm26.inspect()), str(arm26.reserves), *fragments)
+
+
+# ---- external loads --------------------------------------------------------------------
+
+def _loads_data_garbage(case):
+    case.loads_data.write_text("force data\n1 2 3\n")
+
+
+def _loads_data_short(case):
+    table_time = np.linspace(0.0, 0.5, 51)
+    labels = [f"hand_force_{kind}{axis}" for kind in "vp" for axis in "xyz"]
+    write_storage(case.loads_data, StorageTable(name="short", labels=labels, time=table_time,
+                                                data=np.zeros((51, 6))))
+
+
+LOADS_CASES = {
+    "xml_missing": (lambda case: case.loads.unlink(), "loads", ["external loads file not found"]),
+    "xml_malformed": (lambda case: case.loads.write_text(LOADS_XML[:300]), "loads", ["not a valid XML file"]),
+    "xml_not_loads": (lambda case: shutil.copy(case.reserves, case.loads), "loads",
+                      ["not an OpenSim ExternalLoads file (no <ExternalLoads> element)"]),
+    "no_datafile": (lambda case: case.edit(case.loads, "<datafile>hand_loads.mot</datafile>", ""), "loads",
+                    ["names no <datafile>"]),
+    "datafile_missing": (lambda case: case.loads_data.unlink(), "loads",
+                         ["its data file", "hand_loads.mot does not exist; fix <datafile>"]),
+    "force_columns_missing": (lambda case: case.edit(case.loads, "hand_force_v", "grf_v"), "data",
+                              ["column 'grf_vx'", "is missing from the data file"]),
+    "point_columns_missing": (lambda case: case.edit(case.loads, "hand_force_p", "cop_"), "data",
+                              ["column 'cop_x'", "point_identifier"]),
+    "no_force_identifier": (lambda case: case.edit(case.loads, "<force_identifier>hand_force_v</force_identifier>",
+                                                   ""), "loads", ["names no <force_identifier>"]),
+    "body_not_in_model": (lambda case: case.edit(case.loads, "r_ulna_radius_hand", "calcn_r"), "loads",
+                          ["applied to body 'calcn_r', which is not in the model", "r_humerus"]),
+    "frame_not_in_model": (lambda case: case.edit(case.loads, "<force_expressed_in_body>ground",
+                                                  "<force_expressed_in_body>pelvis"), "loads",
+                           ["<force_expressed_in_body> 'pelvis'"]),
+    "data_garbage": (_loads_data_garbage, "data", ["no 'endheader' line"]),
+    "data_too_short": (_loads_data_short, "loads", ["its data cover 0 to 0.5 s but the analysed window is 0 to 1 s"]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", sorted(LOADS_CASES))
+def test_static_opt_bad_external_loads(arm26, capfd, solver, name):
+    corrupt, named, fragments = LOADS_CASES[name]
+    corrupt(arm26)
+    before = arm26.snapshot()
+    path = arm26.loads if named == "loads" else arm26.loads_data
+    assert_refused(capfd, cli.main(arm26.static_opt(solver)), str(path), *fragments)
+    assert not arm26.out.exists()
+    assert arm26.snapshot() == before
+
+
+# ---- the output folder -----------------------------------------------------------------
+
+def test_out_is_a_file(arm26, capfd):
+    arm26.out.write_text("my notes")
+    assert_refused(capfd, cli.main(arm26.static_opt("opensim")), "exists and is not a folder")
+    assert arm26.out.read_text() == "my notes"
+
+
+def test_bad_input_leaves_an_existing_out_folder_untouched(arm26, capfd):
+    arm26.out.mkdir()
+    (arm26.out / "notes.txt").write_text("keep me")
+    _nan(arm26)
+    assert_refused(capfd, cli.main(arm26.static_opt("fast")), "NaN")
+    assert [p.name for p in arm26.out.iterdir()] == ["notes.txt"]
+
+
+# ---- --debug ---------------------------------------------------------------------------
+
+def test_debug_shows_the_traceback(arm26, capfd):
+    arm26.model.write_text("garbage")
+    with pytest.raises(errors.InputError, match="not an OpenSim model file"):
+        cli.main(["--debug", "inspect", str(arm26.model)])
+
+
+def test_debug_traceback_from_the_console(arm26):
+    arm26.model.write_text("garbage")
+    command = [sys.executable, "-m", "opensim_pinn.cli", "inspect", str(arm26.model)]
+    root = str(Path(__file__).resolve().parents[1])
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    plain = subprocess.run(command, capture_output=True, text=True, env=environment)
+    debug = subprocess.run(command[:3] + ["--debug"] + command[3:], capture_output=True, text=True,
+                           env=environment)
+    assert plain.returncode == 2 and plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert "InputError" in debug.stderr
+
+
+# ---- good input is not refused ---------------------------------------------------------
+
+def test_inspect_good_model_and_motion_reach_the_path_fit(arm26, capfd):
+    """Every check passes on the real case; the first long step (mocked here) is reached."""
+    with pytest.raises(AssertionError, match="the path fitter ran"):
+        cli.main(arm26.inspect("--motion", str(arm26.motion)))
+
+
+def test_inspect_good_model_prints_json(arm26, capfd):
+    import json
+
+    assert cli.main(arm26.inspect("--json")) == 0
+    captured = capfd.readouterr()
+    report = json.loads(captured.out)  # OpenSim's console messages stay off stdout
+    assert report["model"]["n_muscles"] == 6
