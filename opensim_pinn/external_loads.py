@@ -46,7 +46,8 @@ def loads_datafile(path: str | Path) -> Path:
     """The data file named by an ExternalLoads xml (resolved next to the xml)."""
     datafile = (_parse(Path(path)).findtext("datafile") or "").strip()
     if not datafile:
-        raise InputError(f"{path}: the ExternalLoads file names no <datafile>")
+        raise InputError(f"{path}: the ExternalLoads file names no <datafile>; add <datafile> with the "
+                         "ground reaction data file (.mot/.sto)")
     datafile = Path(datafile)
     return datafile if datafile.is_absolute() else Path(path).parent / datafile
 

@@ -238,6 +238,8 @@ def check_reserves_file(reserves: str | Path, model: str | Path, coordinates: se
 def _opensim_document(path: Path, what: str, tag: str, kind: str, hint: str, *, bare_root: bool = False):
     """The ``<tag>`` element of an OpenSim XML document, or an InputError naming what the file is."""
     raw = read_input_file(path, what)
+    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}: binary file, not an {kind} file; {hint}")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
     try:
         root = etree.fromstring(raw, parser)
