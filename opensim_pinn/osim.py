@@ -9,6 +9,7 @@ OpenSim object. Units are OpenSim's: metres, radians, newtons, seconds.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ def load_model(path: str | Path, reserves: str | Path | None = None, *, initiali
         model = opensim.Model(str(path.resolve()))
     except Exception as error:  # OpenSim raises RuntimeError with its own text
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: OpenSim cannot read this model ({first})") from None
+        first = re.sub(r"^std::exception in '[^']*':\s*", "", first)
+        raise InputError(f"{path}: OpenSim cannot read this model ({first}); open it in the OpenSim GUI "
+                         "to see what is wrong") from None
     if reserves is not None:
         append_reserves(model, reserves)
     if initialize:
@@ -145,14 +148,7 @@ def append_reserves(model, reserves: str | Path) -> None:
         for actuator in auto_reserves(model):
             model.addForce(actuator)
         return
-    path = Path(reserves)
-    if not path.is_file():
-        raise InputError(f"{path}: reserve actuator file not found; give an OpenSim ForceSet .xml or 'auto'")
-    try:
-        force_set = opensim.ForceSet(str(path.resolve()))
-    except Exception:
-        raise InputError(f"{path}: not an OpenSim ForceSet file; give a ForceSet .xml "
-                         "(like OpenSim's force_set_files) or 'auto'") from None
+    force_set = opensim.ForceSet(str(Path(reserves).resolve()))  # checked by trial.check_reserves_file
     for i in range(force_set.getSize()):
         model.addForce(force_set.get(i).clone())
 
