@@ -78,10 +78,11 @@ def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs)
                                       caller_folder)))
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
             str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-        completed = subprocess.run([sys.executable, "-m", "opensim_pinn.child", str(job), str(answer)],
+        process = subprocess.Popen([sys.executable, "-m", "opensim_pinn.child", str(job), str(answer)],
                                    cwd=folder, env=environment, stdin=subprocess.DEVNULL)
+        returncode = _wait(process, step)
         if not answer.is_file():
-            raise OpenSimCrash(f"OpenSim crashed during {step} ({_describe_exit(completed.returncode)}); "
+            raise OpenSimCrash(f"OpenSim crashed during {step} ({_describe_exit(returncode)}); "
                                "check the model and input files (-v shows OpenSim's messages)")
         try:
             status, payload, seconds = pickle.loads(answer.read_bytes())
@@ -95,6 +96,23 @@ def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs)
     log.debug(payload)
     first = payload.strip().splitlines()[0] if payload.strip() else "unknown error"
     raise OpenSimCrash(f"OpenSim failed during {step}: {first} (-v shows the details)")
+
+
+def _wait(process: subprocess.Popen, step: str) -> int:
+    """Wait for the child; on a terminal, show the step and the time elapsed while it runs."""
+    if not (sys.stderr.isatty() and log.getEffectiveLevel() <= logging.INFO):
+        return process.wait()
+    from tqdm import tqdm
+
+    with tqdm(desc=f"OpenSim: {step}", bar_format="{desc} ({elapsed})", leave=False) as progress:
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                progress.refresh()
+            except KeyboardInterrupt:
+                process.kill()
+                raise
 
 
 def _describe_exit(code: int) -> str:
