@@ -1,0 +1,261 @@
+"""Compare the network with OpenSim's own Static Optimization on the same trial.
+
+:func:`compare` runs OpenSim Static Optimization (AnalyzeTool, in a child
+process) and the network on the same frames, with the checkpoint's low-pass
+cut-off, and writes ``metrics.json``, ``report.md`` and figures. The reserve and
+residual actuator controls of the network's solution are SO's least-cost cover
+of what the muscles leave of the inverse-dynamics forces
+(:meth:`opensim_pinn.loss.PhysicsLoss.controls`), so the generalised forces of
+muscles + actuators can be checked against inverse dynamics coordinate by coordinate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .metrics import nrmse, r2, rmse
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("muscle_forces.png", "joint_torques.png", "training.png")
+OUTPUTS = ("metrics.json", "report.md", *FIGURES)
+TIME_TOLERANCE = 1e-5
+"""Two frames are the same when their times differ by less than this (s)."""
+
+
+def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
+            *, reserves: str | None = None, start: float | None = None, end: float | None = None,
+            out: str | Path, force: bool = False) -> dict:
+    """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
+
+    Parameters
+    ----------
+    checkpoint : path
+        Trained network (``checkpoint.pt``).
+    model : path
+        The model the network was trained for (the same muscles and coordinates).
+    motion, external_loads : path
+        The trial.
+    reserves : path, "auto" or None
+        Reserve/residual actuators for Static Optimization (as used in training).
+    start, end : float, optional
+        Time window (s).
+    out : path
+        Output folder: ``metrics.json``, ``report.md``, ``muscle_forces.png``,
+        ``joint_torques.png``, ``training.png``.
+    force : bool
+        Replace existing output files.
+
+    Returns
+    -------
+    dict
+        ``files``, ``report``, ``summary``, ``timing_s``, ``speedup``.
+    """
+    from .child import run_in_child
+    from .outputs import OutputFolder
+    from .predict import check_model_matches, timed_inference
+    from .static_opt import opensim_static_optimization
+    from .train import Trainer
+    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+
+    trainer = Trainer.load(checkpoint)
+    output = OutputFolder(out, list(OUTPUTS), force=force)
+    output.check()
+    info = load_model_info(model, reserves)
+    check_model_matches(trainer, info)
+    lowpass = trainer.lowpass
+    began = time.perf_counter()
+    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass)
+    read_s = time.perf_counter() - began
+    trainer.check_kinematics(kinematics)
+    first, last = float(kinematics.time[0]), float(kinematics.time[-1])
+    loads = None if external_loads is None else str(external_loads)
+    settings = TrialSettings(model=str(model), motion=str(motion), external_loads=loads,
+                             reserves=None if reserves is None else str(reserves), start=start, end=end,
+                             lowpass=lowpass)
+    trial, info = prepare_trial(settings)
+    if list(trial.actuators) != list(trainer.actuators):
+        log.warning("compare: the actuators (%s) differ from training's (%s); the network's activations do not "
+                    "depend on them, its actuator controls are recomputed for these",
+                    ", ".join(trial.actuators) or "none", ", ".join(trainer.actuators) or "none")
+    log.info("compare: running OpenSim Static Optimization (%d frames)", len(trial.time))
+    so = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model), str(motion), loads,
+                      None if reserves is None else str(reserves), start if start is not None else first,
+                      end if end is not None else last, lowpass, 1)
+    rows, so_rows = _matching_frames(trial.time, so.time)
+    frames = _subset(trial, rows)
+
+    activations, forces, inference_s = timed_inference(trainer, frames)
+    muscles = list(trainer.muscles)
+    columns = [so.labels.index(m) for m in muscles]
+    so_forces, so_activations = so.forces[so_rows][:, columns], so.activations[so_rows][:, columns]
+    muscle_r2, muscle_nrmse, muscle_rmse = r2(so_forces, forces), nrmse(so_forces, forces), rmse(so_forces, forces)
+    activation_r2 = r2(so_activations, activations)
+
+    tau, by_muscles, by_actuators, controls = _generalized_forces(trainer, frames)
+    residual_rms = np.sqrt(np.mean((tau - by_muscles - by_actuators) ** 2, axis=0))
+    actuators = {}
+    optimal = {a.name: a.optimal_force for a in info.actuators}
+    for a, name in enumerate(frames.actuators):
+        if name in so.labels:
+            reference = so.forces[so_rows][:, so.labels.index(name)]
+            actuators[name] = {"rmse": float(rmse(reference, controls[:, a] * optimal[name])),
+                               "rms_opensim": float(np.sqrt(np.mean(reference ** 2)))}
+
+    finite = np.isfinite(muscle_nrmse)
+    summary = {"median_r2": float(np.median(muscle_r2)), "mean_r2": float(np.mean(muscle_r2)),
+               "mean_nrmse": float(np.mean(muscle_nrmse[finite])) if finite.any() else None,
+               "median_activation_r2": float(np.median(activation_r2))}
+    timing = {"opensim_static_optimization": so.wall_s, "network_inference": inference_s,
+              "network_end_to_end": read_s + inference_s}
+    units = {c.name: ("N m" if c.motion_type == "rotational" else "N") for c in info.coordinates}
+    metrics = {
+        "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
+        "n_frames": len(rows), "n_muscles": len(muscles), "lowpass_hz": lowpass,
+        "muscles": {m: {"r2": float(muscle_r2[i]), "nrmse": _number(muscle_nrmse[i]), "rmse": float(muscle_rmse[i]),
+                        "activation_r2": float(activation_r2[i])} for i, m in enumerate(muscles)},
+        "summary": summary,
+        "torque_residual": {c: float(residual_rms[i]) for i, c in enumerate(frames.coordinates)},
+        "torque_residual_units": {c: units[c] for c in frames.coordinates},
+        "actuators": actuators,
+        "timing_s": timing,
+        "speedup": so.wall_s / inference_s,
+        "notes": {
+            "forces": "muscle forces (N) of the network vs OpenSim Static Optimization on the same frames",
+            "nrmse": "RMSE divided by the range of OpenSim's force for that muscle; NaN (null) where the range is 0",
+            "torque_residual": "RMS over frames of inverse dynamics minus the generalised forces of the network's "
+                               "muscles and of the least-cost actuator controls",
+            "opensim_static_optimization": so.timing_note,
+            "network_inference": "the whole trial through the network and the muscle module (paths, force-length-"
+                                 "velocity), warm, median of several runs",
+            "network_end_to_end": "network_inference plus reading and filtering the motion and loads files",
+        },
+    }
+    with output as staging:
+        from .plots import plot_muscle_forces, plot_torque_tracking, plot_training_history
+
+        plot_muscle_forces(frames.time, muscles, so_forces, forces, staging / FIGURES[0], r2=muscle_r2)
+        plot_torque_tracking(frames.time, frames.coordinates, tau, by_muscles, by_muscles + by_actuators,
+                             staging / FIGURES[1], units=[units[c] for c in frames.coordinates])
+        plot_training_history(trainer.history or [{"epoch": 0, "total": np.nan, "dynamics": np.nan,
+                                                   "performance": np.nan, "boundary": np.nan}],
+                              staging / FIGURES[2])
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
+    return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),
+            "summary": summary, "timing_s": timing, "speedup": metrics["speedup"]}
+
+
+def _number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _matching_frames(times: np.ndarray, so_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the frames shared by the trial and OpenSim's SO output (matched by time)."""
+    distance = np.abs(times[:, None] - so_times[None, :])
+    nearest = distance.argmin(axis=1)
+    close = distance[np.arange(len(times)), nearest] < TIME_TOLERANCE
+    if close.sum() < 2:
+        raise InputError(f"OpenSim Static Optimization returned frames {so_times[0]:g}-{so_times[-1]:g} s that do "
+                         f"not match the trial's ({times[0]:g}-{times[-1]:g} s)")
+    if close.sum() < len(times):
+        log.warning("compare: %d of %d frames have no OpenSim SO result; compared on the others",
+                    len(times) - close.sum(), len(times))
+    rows = np.flatnonzero(close)
+    return rows, nearest[rows]
+
+
+def _subset(trial, rows: np.ndarray):
+    from dataclasses import replace
+
+    return replace(trial, time=trial.time[rows], q=trial.q[rows], qd=trial.qd[rows], qdd=trial.qdd[rows],
+                   grf=trial.grf[rows] if trial.grf.size else trial.grf, tau=trial.tau[rows],
+                   actuator_map=trial.actuator_map[rows])
+
+
+def _generalized_forces(trainer, trial) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse dynamics, and the network's muscle and least-cost actuator generalised forces, (n_frames, n_coordinates).
+
+    Also returns the actuator controls, (n_frames, n_actuators).
+    """
+    from .loss import physics_targets
+
+    def tensor(values):
+        return torch.as_tensor(np.asarray(values), dtype=torch.float64)
+
+    targets = physics_targets(tensor(trial.q), tensor(trial.qd), tensor(trial.tau), tensor(trial.actuator_map),
+                              trainer.muscle_model)
+    activations = tensor(trainer.predict(trial))
+    loss = trainer.loss()
+    with torch.no_grad():
+        controls, _ = loss.controls(activations, targets)
+        by_muscles = (targets.muscle_matrix @ activations.unsqueeze(-1)).squeeze(-1)
+        by_actuators = torch.einsum("tac,ta->tc", tensor(trial.actuator_map), controls)
+    return trial.tau, by_muscles.numpy(), by_actuators.numpy(), controls.numpy()
+
+
+def format_report(metrics: dict, trainer, model, motion, external_loads, reserves) -> str:
+    """The human-readable ``report.md`` of a comparison."""
+    s, t = metrics["summary"], metrics["timing_s"]
+    nrmse_text = "n/a" if s["mean_nrmse"] is None else f"{100 * s['mean_nrmse']:.1f} %"
+    trained_on = ", ".join(Path(x.get("motion", "?")).name for x in (trainer.trial_settings or [])) or "?"
+    lines = [
+        f"# opensim-pinn: network vs OpenSim Static Optimization, trial `{metrics['trial']}`", "",
+        "## Setup", "",
+        f"- Model: `{model}` ({metrics['n_muscles']} muscles, {len(metrics['torque_residual'])} unlocked coordinates)",
+        f"- Motion: `{motion}`; external loads: `{external_loads or 'none'}`; reserves: `{reserves or 'none'}`",
+        f"- Frames compared: {metrics['n_frames']}; coordinates low-pass filtered at "
+        f"{'no filter' if metrics['lowpass_hz'] in (None, -1) else str(metrics['lowpass_hz']) + ' Hz'} "
+        "(the same for both)",
+        f"- Network: `{metrics['checkpoint']}`, architecture `{trainer.config.network.architecture}`, "
+        f"trained label-free for {len(trainer.history)} epochs on: {trained_on}",
+        "- Reference: OpenSim Static Optimization (AnalyzeTool; activation exponent 2, muscle physiology on)", "",
+        "## Summary", "",
+        "| measure | value |", "|---|---|",
+        f"| median R² of muscle forces | {s['median_r2']:.4f} |",
+        f"| mean R² of muscle forces | {s['mean_r2']:.4f} |",
+        f"| mean NRMSE of muscle forces | {nrmse_text} |",
+        f"| median R² of activations | {s['median_activation_r2']:.4f} |",
+        f"| OpenSim Static Optimization | {t['opensim_static_optimization']:.3f} s |",
+        f"| network inference (network + muscle model, warm) | {1000 * t['network_inference']:.2f} ms |",
+        f"| network end to end (reading and filtering the files too) | {1000 * t['network_end_to_end']:.1f} ms |",
+        f"| speedup (SO time / network inference) | {metrics['speedup']:.0f}x |", "",
+        "## What the numbers mean", "",
+        "- **R²** compares each muscle's force over the trial with OpenSim's: 1 is identical, 0 is no better than "
+        "OpenSim's mean force. It is undefined-looking (very negative) for muscles that OpenSim keeps at the "
+        "minimum activation all trial: their force barely varies, so tiny differences dominate.",
+        "- **NRMSE** is the root-mean-square difference divided by the range of OpenSim's force (the paper's "
+        "normalisation).",
+        "- **Torque residual** is what neither the network's muscles nor the reserve/residual actuators supply of "
+        "the inverse-dynamics generalised forces. The actuator controls are the least-cost cover of what the "
+        "muscles leave, exactly as Static Optimization's actuators; it is zero where every coordinate has an "
+        "actuator, and measures how well the muscles alone balance the others.",
+        "- **Timing**: OpenSim's time covers its whole run (model loading, filtering, inverse dynamics, one "
+        "optimisation per frame). The network's inference covers the whole trial through the network and the "
+        "muscle module; reading and filtering the files is in the end-to-end time.", "",
+        "## Muscles", "",
+        "| muscle | R² force | NRMSE | RMSE (N) | R² activation |", "|---|---|---|---|---|",
+    ]
+    for name, m in metrics["muscles"].items():
+        value = "n/a" if m["nrmse"] is None else f"{100 * m['nrmse']:.1f} %"
+        lines.append(f"| {name} | {m['r2']:.4f} | {value} | {m['rmse']:.2f} | {m['activation_r2']:.4f} |")
+    lines += ["", "## Joint balance", "", "| coordinate | RMS residual |", "|---|---|"]
+    for name, value in metrics["torque_residual"].items():
+        lines.append(f"| {name} | {value:.4g} {metrics['torque_residual_units'][name]} |")
+    if metrics["actuators"]:
+        lines += ["", "| actuator | RMSE vs OpenSim | OpenSim RMS |", "|---|---|---|"]
+        for name, a in metrics["actuators"].items():
+            lines.append(f"| {name} | {a['rmse']:.4g} | {a['rms_opensim']:.4g} |")
+    lines += ["", "## Figures", "",
+              "- `muscle_forces.png`: each muscle's force, OpenSim Static Optimization vs the network.",
+              "- `joint_torques.png`: inverse dynamics vs the network's muscles, and muscles + actuators.",
+              "- `training.png`: the loss terms during training.", "",
+              "![muscle forces](muscle_forces.png)", "", "![joint torques](joint_torques.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Figures of a comparison between the network and OpenSim Static Optimization (matplotlib, Agg).
+
+Each function writes one PNG and returns its path. Arrays have time as the first axis.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n_panels: int, max_columns: int = 6) -> tuple[int, int]:
+    columns = min(max_columns, max(1, math.ceil(math.sqrt(n_panels * 1.5))))
+    return math.ceil(n_panels / columns), columns
+
+
+def plot_muscle_forces(time: np.ndarray, muscles: list[str], reference: np.ndarray, estimate: np.ndarray,
+                       path: str | Path, *, r2: np.ndarray | None = None,
+                       reference_label: str = "OpenSim Static Optimization",
+                       estimate_label: str = "network") -> Path:
+    """One panel per muscle: force (N) over time, reference vs estimate; R^2 in the titles if given."""
+    plt = _pyplot()
+    rows, columns = _grid(len(muscles))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 1.9 * rows + 0.6), sharex=True,
+                                squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(muscles):
+            ax.set_visible(False)
+            continue
+        ax.plot(time, reference[:, i], color="0.2", lw=1.6, label=reference_label)
+        ax.plot(time, estimate[:, i], color="tab:red", lw=1.0, ls="--", label=estimate_label)
+        title = muscles[i] if r2 is None else f"{muscles[i]}  R²={r2[i]:.3f}"
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i % columns == 0:
+            ax.set_ylabel("force (N)", fontsize=7)
+        if i >= len(muscles) - columns:
+            ax.set_xlabel("time (s)", fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.9 * rows + 0.6)))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_torque_tracking(time: np.ndarray, coordinates: list[str], inverse_dynamics: np.ndarray,
+                         muscles: np.ndarray, muscles_and_actuators: np.ndarray, path: str | Path,
+                         *, units: list[str] | None = None) -> Path:
+    """One panel per coordinate: inverse-dynamics generalised force vs muscles alone and muscles + actuators."""
+    plt = _pyplot()
+    rows, columns = _grid(len(coordinates), max_columns=5)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 2.0 * rows + 0.6), sharex=True,
+                                squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(coordinates):
+            ax.set_visible(False)
+            continue
+        ax.plot(time, inverse_dynamics[:, i], color="0.2", lw=1.8, label="inverse dynamics")
+        ax.plot(time, muscles_and_actuators[:, i], color="tab:red", lw=1.0, ls="--",
+                label="network muscles + actuators")
+        ax.plot(time, muscles[:, i], color="tab:blue", lw=0.9, alpha=0.8, label="network muscles only")
+        ax.set_title(coordinates[i], fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i % columns == 0:
+            ax.set_ylabel(units[i] if units else "N m", fontsize=7)
+        if i >= len(coordinates) - columns:
+            ax.set_xlabel("time (s)", fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.0 * rows + 0.6)))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_training_history(history: list[dict], path: str | Path) -> Path:
+    """Loss terms per epoch (log scale)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [row["epoch"] for row in history]
+    for name, color in (("total", "0.2"), ("dynamics", "tab:red"), ("performance", "tab:blue"),
+                        ("boundary", "tab:green")):
+        values = np.array([row[name] for row in history], dtype=float)
+        if np.any(values > 0):
+            ax.semilogy(epochs, np.where(values > 0, values, np.nan), color=color, lw=1.2, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (mean per frame)")
+    ax.set_title("training: physics-informed loss terms", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)

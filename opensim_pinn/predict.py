@@ -1,0 +1,195 @@
+"""Predict muscle activations and forces of a new trial with a trained checkpoint.
+
+Only files are read: the checkpoint carries the network, the input
+normalisation, the muscle module (parameters and path polynomials) and the
+model's names, so no OpenSim run is needed. The motion is filtered with the
+training trials' low-pass cut-off, as Static Optimization would filter it.
+
+Outputs (in OpenSim's formats):
+
+- ``<trial>_forces.sto``: muscle forces (N), layout and column names of OpenSim's
+  ``<name>_StaticOptimization_force.sto``. **Muscles only**: the reserve and
+  residual actuator forces of Static Optimization cover what the muscles leave of
+  the inverse-dynamics forces, and inverse dynamics needs OpenSim; ``compare``
+  computes them. Such a file goes wherever OpenSim reads SO's force file, for
+  example the JointReaction analysis's ``forces_file`` (with a model whose
+  actuators are its muscles).
+- ``<trial>_activations.sto``: activations, layout of ``_StaticOptimization_activation.sto``.
+- ``<trial>_states.sto``: an OpenSim 4 states table: ``/jointset/<joint>/<coordinate>/value``
+  and ``/speed`` of every coordinate (locked ones at their default value, speed 0),
+  ``/forceset/<muscle>/activation`` and, for muscles whose model has that state,
+  ``/forceset/<muscle>/fiber_length`` (rigid tendon, as SO assumes). The OpenSim
+  GUI plays it with the muscles coloured by activation.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .storage import StorageTable, write_storage
+
+log = logging.getLogger(__name__)
+
+INFERENCE_REPEATS = 7
+"""Timed runs of the network and the muscle module (their median is reported), after one warm-up run."""
+
+
+def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Path | None = None, *,
+            out: str | Path, start: float | None = None, end: float | None = None, force: bool = False) -> dict:
+    """Write the activations, forces and states of ``motion`` predicted by ``checkpoint``.
+
+    Parameters
+    ----------
+    checkpoint : path
+        ``checkpoint.pt`` written by :func:`opensim_pinn.train.train_network`.
+    motion : path
+        Inverse-kinematics motion of the same model.
+    external_loads : path, optional
+        ExternalLoads file, required when the network was trained with ground reaction forces.
+    out : path
+        Output folder.
+    start, end : float, optional
+        Time window (s).
+    force : bool
+        Replace existing output files.
+
+    Returns
+    -------
+    dict
+        ``files``, ``n_frames``, ``timing_s`` (``inference``: warm median of the
+        network and muscle module on the whole trial; ``end_to_end``: reading and
+        filtering the files too).
+    """
+    from .outputs import OutputFolder
+    from .static_opt import StaticOptimizationResult, activation_table, force_table
+    from .train import Trainer
+    from .trial import load_kinematics
+
+    trainer = Trainer.load(checkpoint)
+    began = time.perf_counter()
+    kinematics = load_kinematics(trainer.info, motion, external_loads, start=start, end=end,
+                                 lowpass=trainer.lowpass)
+    read_s = time.perf_counter() - began
+    name = kinematics.name
+    names = [f"{name}_forces.sto", f"{name}_activations.sto", f"{name}_states.sto"]
+    output = OutputFolder(out, names, force=force)
+    output.check()
+    activations, forces, inference_s = timed_inference(trainer, kinematics)
+    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles), activations=activations,
+                                      forces=forces, converged=np.ones(len(kinematics.time), bool))
+    with output as staging:
+        write_storage(staging / names[0], force_table(result, name))
+        write_storage(staging / names[1], activation_table(result, name))
+        write_storage(staging / names[2], states_table(trainer, kinematics, activations))
+    return {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
+            "muscles": len(trainer.muscles),
+            "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
+                         "includes": "inference: network and muscle module on the whole trial, warm, median of "
+                                     f"{INFERENCE_REPEATS} runs; end_to_end adds reading and filtering the files"}}
+
+
+def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Activations and muscle forces of a trial, and the warm median time (s) of computing them.
+
+    The timed work is the whole trial through the network and the muscle module:
+    normalisation, network, activation bounds, muscle-tendon paths and forces.
+    """
+    def run():
+        activations = trainer.activations(trainer.features(kinematics))
+        q = torch.as_tensor(kinematics.q, dtype=torch.float64)
+        qd = torch.as_tensor(kinematics.qd, dtype=torch.float64)
+        with torch.no_grad():
+            forces = trainer.muscle_model.muscle_forces(q, qd, activations.to(torch.float64))
+        return activations.cpu().numpy().astype(float), forces.cpu().numpy()
+
+    trainer.predict(kinematics)  # checks the trial; also the warm-up run
+    times = []
+    for _ in range(max(1, repeats)):
+        began = time.perf_counter()
+        activations, forces = run()
+        times.append(time.perf_counter() - began)
+    return activations, forces, statistics.median(times)
+
+
+def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
+    """OpenSim 4 states of a predicted trial (see the module docstring), radians, ``inDegrees=no``."""
+    state_names = set(getattr(trainer, "state_variables", None) or [])
+    n_frames = len(kinematics.time)
+    labels, columns = [], []
+    for coordinate in trainer.info.coordinates:
+        prefix = _state_prefix(state_names, coordinate.name, "value") or f"/jointset/{coordinate.joint}/{coordinate.name}"
+        if coordinate.name in kinematics.coordinates:
+            i = kinematics.coordinates.index(coordinate.name)
+            value, speed = kinematics.q[:, i], kinematics.qd[:, i]
+        else:
+            value, speed = np.full(n_frames, coordinate.default_value), np.zeros(n_frames)
+        labels += [f"{prefix}/value", f"{prefix}/speed"]
+        columns += [value, speed]
+    fiber_lengths = _rigid_tendon_fiber_lengths(trainer, kinematics)
+    by_name = {m.name: m for m in trainer.info.muscles}
+    for m, muscle in enumerate(trainer.muscles):
+        prefix = (_state_prefix(state_names, muscle, "activation") or _state_prefix(state_names, muscle, "fiber_length")
+                  or f"/forceset/{muscle}")
+        labels.append(f"{prefix}/activation")
+        columns.append(activations[:, m])
+        has_fiber = (f"{prefix}/fiber_length" in state_names if state_names
+                     else by_name[muscle].muscle_class in ("Millard2012EquilibriumMuscle", "Thelen2003Muscle"))
+        if has_fiber:
+            labels.append(f"{prefix}/fiber_length")
+            columns.append(fiber_lengths[:, m])
+    return StorageTable(name=f"{kinematics.name}_states", labels=labels, time=kinematics.time,
+                        data=np.column_stack(columns), in_degrees=False,
+                        comments=["Written by opensim-pinn: coordinates filtered as OpenSim's tools do, muscle "
+                                  "activations predicted by the network, fiber lengths with a rigid tendon."])
+
+
+def _state_prefix(state_names: set[str], component: str, state: str) -> str | None:
+    """Path of the component named ``component`` that owns ``state`` among the model's state names."""
+    for name in state_names:
+        if name.endswith(f"/{component}/{state}"):
+            return name[: -len(state) - 1]
+    return None
+
+
+def _rigid_tendon_fiber_lengths(trainer, kinematics) -> np.ndarray:
+    """Fiber lengths (m) with a rigid tendon: the pennated fiber spans path length minus tendon slack length."""
+    from . import curves
+
+    model = trainer.muscle_model
+    with torch.no_grad():
+        q = torch.as_tensor(kinematics.q, dtype=torch.float64)
+        lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
+        height = model.optimal_fiber_length * torch.sin(model.pennation_angle_at_optimal)
+        fiber = curves.fiber_geometry(lengths - model.tendon_slack_length, height, model.minimum_fiber_length)
+    return fiber.numpy()
+
+
+def model_state_variables(model: str) -> list[str]:
+    """Names of the model's state variables (run through :func:`opensim_pinn.child.run_in_child`)."""
+    from .osim import load_model
+
+    loaded = load_model(model)
+    loaded.initSystem()
+    names = loaded.getStateVariableNames()
+    return [names.get(i) for i in range(names.getSize())]
+
+
+def check_model_matches(trainer, info) -> None:
+    """Raise :class:`InputError` if ``info``'s muscles or coordinates are not the checkpoint's."""
+    muscles = [m.name for m in info.muscles]
+    coordinates = [c.name for c in info.free_coordinates]
+    if muscles != list(trainer.muscles) or coordinates != list(trainer.coordinates):
+        raise InputError(f"the model {info.name} ({len(muscles)} muscles, {len(coordinates)} unlocked coordinates) "
+                         f"is not the one the checkpoint was trained on ({trainer.info.name}: "
+                         f"{len(trainer.muscles)} muscles, {len(trainer.coordinates)} coordinates)")
+
+
+__all__ = ["predict", "timed_inference", "states_table"]

@@ -1,0 +1,684 @@
+"""Label-free training of the MJCA-BiGRU network on OpenSim trials.
+
+The network maps a trial's kinematics (and ground reaction forces) to muscle
+activations; the loss is :class:`opensim_pinn.loss.PhysicsLoss`, which with its
+default weights *is* OpenSim Static Optimization's objective. The reserve and
+residual actuator controls are not network outputs: for given activations the
+loss covers the remaining generalised forces with the least-cost controls in
+closed form (:meth:`~opensim_pinn.loss.PhysicsLoss.controls`), as SO would.
+So the network that minimises the loss reproduces SO, frame by frame, without
+ever seeing an SO result.
+
+How the optimisation is made to converge (the loss is unchanged):
+
+- Activations are ``min_control + (max_control - min_control) * sigmoid(logits)``:
+  inside the muscles' bounds by construction.
+- Per frame, the loss is a quadratic in the activations whose curvature ``H``
+  (the per-frame Hessian, constant: it depends on the trial, not on the network)
+  is badly conditioned where actuators are weak or absent: the dynamics term then
+  acts as a stiff equality constraint, along which the effort term is barely
+  minimised by plain gradients. Training therefore back-propagates a
+  Levenberg-Marquardt direction in logit space, ``(S H S + lambda diag H)^-1 S g``
+  (``g`` the gradient of the per-frame loss with respect to the activations, ``S``
+  the sigmoid's slope) instead of ``S g``. Both vanish at the same points, the
+  minimisers of the loss; the preconditioned one gets there in hundreds of epochs
+  instead of hundreds of thousands. ``lambda`` goes from 1 (a diagonally scaled
+  gradient, safe from a random start) to :attr:`TrainConfig.damping` over the
+  first half of training.
+- Adam, linear warm-up then cosine decay of the learning rate, full batch
+  (every window of every trial at each step).
+
+Examples
+--------
+>>> trainer = Trainer(TrainConfig(epochs=500)).fit([trial], info, muscle_model,
+...                                                polynomials=polynomials)   # doctest: +SKIP
+>>> activations = trainer.predict(trial)          # (n_frames, n_muscles)     # doctest: +SKIP
+>>> trainer.save("run/checkpoint.pt")                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import InputError
+from .loss import PhysicsLoss, PhysicsTargets, physics_targets
+from .network import NetworkConfig, build_network
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 1000
+"""Training epochs (full-batch steps) when none are given: enough for every shared case."""
+
+CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
+CHECKPOINT_VERSION = 1
+
+HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
+                   "total")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :class:`Trainer`.
+
+    Attributes
+    ----------
+    epochs : int
+        Optimiser steps; each uses every window of every trial.
+    time_limit_s : float or None
+        Stop after this many seconds of training; the learning-rate and damping
+        schedules then follow elapsed time when it runs ahead of the epochs.
+    learning_rate : float
+        Peak Adam learning rate.
+    warmup : float
+        Fraction of the epochs with a linear learning-rate warm-up.
+    window : int or None
+        Frames per training window. Longer trials are cut into windows that
+        overlap by half, shorter ones are used whole; ``None``: whole trials.
+    seed : int
+        Seeds the network's initial weights (the training is deterministic on CPU).
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    loss_weights : dict or None
+        Weights of the loss terms (see :data:`opensim_pinn.loss.DEFAULT_LOSS_WEIGHTS`).
+    precondition : bool
+        Use the curvature-preconditioned direction (see the module docstring);
+        ``False``: plain gradients of the loss.
+    initial_damping, damping : float
+        Levenberg-Marquardt damping at the start and from half-way through training.
+    logit_limit : float
+        Logits beyond +-this are pulled back (with ``precondition``): a muscle at
+        its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
+        to a logit where no gradient can bring it back.
+    network : NetworkConfig
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    time_limit_s: float | None = None
+    learning_rate: float = 3e-3
+    warmup: float = 0.05
+    window: int | None = 256
+    seed: int = 0
+    device: str = "cpu"
+    loss_weights: dict | None = None
+    precondition: bool = True
+    initial_damping: float = 1.0
+    damping: float = 1e-6
+    logit_limit: float = 10.0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["network"] = NetworkConfig(**data.get("network", {}))
+        return cls(**data)
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for ``device``; :class:`InputError` when CUDA is asked for but absent."""
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available; use --device cpu")
+    elif str(device) != "cpu":
+        raise InputError(f"--device {device}: choose cpu or cuda")
+    return torch.device(device)
+
+
+def trial_features(kinematics) -> np.ndarray:
+    """Network input of a trial, shape (n_frames, 3 * n_coordinates + n_grf): q, qd, qdd, GRF."""
+    grf = kinematics.grf if kinematics.grf.size else np.zeros((len(kinematics.time), 0))
+    return np.concatenate([kinematics.q, kinematics.qd, kinematics.qdd, grf], axis=1)
+
+
+def windows(n_frames: int, window: int | None) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges covering ``n_frames`` in windows that overlap by half."""
+    if window is None or n_frames <= window:
+        return [(0, n_frames)]
+    stride = max(1, window // 2)
+    starts = list(range(0, n_frames - window, stride)) + [n_frames - window]
+    return [(s, s + window) for s in starts]
+
+
+def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> torch.Tensor:
+    """Per-frame Hessian of the loss with respect to the activations, (n_frames, n_muscles, n_muscles).
+
+    The controls and the uncovered residual are affine in the activations, so
+    their Jacobians come from :meth:`PhysicsLoss.controls` at the unit vectors;
+    the bound penalties are left out (activations are kept within bounds).
+    """
+    n_frames = targets.tau.shape[0]
+    dtype, device = targets.tau.dtype, targets.tau.device
+    zero = torch.zeros(1, n_frames, n_muscles, dtype=dtype, device=device)
+    basis = torch.eye(n_muscles, dtype=dtype, device=device)[:, None, :].expand(n_muscles, n_frames, n_muscles)
+    controls0, uncovered0 = loss.controls(zero, targets)
+    controls1, uncovered1 = loss.controls(basis, targets)
+    jacobian_controls = (controls1 - controls0).permute(1, 2, 0)  # (T, A, M)
+    jacobian_uncovered = (uncovered1 - uncovered0).permute(1, 2, 0) / loss.uncovered_reserve  # (T, C, M)
+    w = loss.loss_weights
+    gram = (jacobian_controls.transpose(1, 2) @ jacobian_controls
+            + jacobian_uncovered.transpose(1, 2) @ jacobian_uncovered)
+    return 2 * w["performance"] * torch.eye(n_muscles, dtype=dtype, device=device) + 2 * w["dynamics"] * gram
+
+
+class Trainer:
+    """Fit, use and store the network (scikit-learn style: the constructor only stores settings).
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+    progress : bool
+        Show a progress bar with the loss terms while fitting.
+
+    Attributes (after :meth:`fit` or :meth:`load`)
+    ----------------------------------------------
+    network : MJCABiGRU
+    info : ModelInfo
+    muscle_model : MusculoskeletalModel
+    polynomials : list of PathPolynomial
+    feature_mean, feature_std : ndarray, shape (n_features,)
+        Input normalisation.
+    coordinates, muscles, actuators, grf_labels : list of str
+    lowpass : float or None
+        Low-pass cut-off (Hz) of the training trials' coordinates (predictions use the same).
+    history : list of dict
+        One row per epoch: :data:`HISTORY_COLUMNS`.
+    state_variables : list of str or None
+        The model's OpenSim state variable names (set by :func:`train_network`),
+        so that predicted states files hold exactly the model's muscle states.
+    optimizer : torch.optim.Adam
+        Kept (and saved) so that training can be resumed.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, *, progress: bool = True):
+        self.config = config if config is not None else TrainConfig()
+        self.progress = progress
+
+    # ---- fitting ------------------------------------------------------------------
+    def fit(self, trials, info, muscle_model, *, polynomials=None) -> "Trainer":
+        """Train on ``trials`` (list of :class:`~opensim_pinn.trial.Trial` of the model ``info``).
+
+        Parameters
+        ----------
+        trials : list of Trial
+            Same coordinates, actuators and GRF components in every trial.
+        info : ModelInfo
+        muscle_model : MusculoskeletalModel
+        polynomials : list of PathPolynomial, optional
+            The path polynomials of ``muscle_model``; needed by :meth:`save`.
+        """
+        config = self.config
+        device = check_device(config.device)
+        trials = list(trials)
+        if not trials:
+            raise ValueError("no trials to train on")
+        self._set_model(info, muscle_model, polynomials, trials)
+        features = [trial_features(t) for t in trials]
+        stacked = np.concatenate(features)
+        self.feature_mean = stacked.mean(axis=0)
+        std = stacked.std(axis=0)
+        self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
+
+        loss = self._loss(device)
+        n_muscles = len(self.muscles)
+        inputs, targets, hessians = [], [], []
+        for trial, feature in zip(trials, features):
+            target = self._targets(trial).to(device=device, dtype=torch.float32)
+            hessian = curvature(loss, target, n_muscles)
+            x = torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device)
+            for start, stop in windows(len(trial.time), config.window):
+                inputs.append(x[start:stop])
+                targets.append(target[start:stop])
+                hessians.append(hessian[start:stop])
+        batches = _group_by_length(inputs, targets, hessians)
+        n_frames = sum(len(x) for x in inputs)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
+                                         n_muscles).to(device)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
+        self.history = []
+        self._train(batches, loss, n_frames)
+        self.network.eval()
+        return self
+
+    def _train(self, batches, loss: PhysicsLoss, n_frames: int) -> None:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        lower, upper = self._bounds(loss.min_control.device)
+        warmup_steps = max(1, int(config.warmup * config.epochs))
+        began = time.perf_counter()
+        bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not self.progress, leave=False)
+        self.network.train()
+        try:
+            for epoch in range(config.epochs):
+                elapsed = time.perf_counter() - began
+                if config.time_limit_s is not None and elapsed >= config.time_limit_s:
+                    log.info("training: time limit reached after %d epochs (%.0f s)", epoch, elapsed)
+                    break
+                progress = epoch / config.epochs
+                if config.time_limit_s is not None:
+                    progress = max(progress, elapsed / config.time_limit_s)
+                rate = config.learning_rate * min(1.0, (epoch + 1) / warmup_steps) \
+                    * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+                damping = config.initial_damping * (config.damping / config.initial_damping) ** min(
+                    1.0, progress / 0.5)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = rate
+                self.optimizer.zero_grad(set_to_none=True)
+                totals = dict.fromkeys(("dynamics", "performance", "boundary", "total"), 0.0)
+                for x, target, hessian in batches:
+                    share = x.shape[0] * x.shape[1] / n_frames
+                    logits = self.network.logits(x)
+                    slope = torch.sigmoid(logits)
+                    activations = lower + (upper - lower) * slope
+                    terms = loss(activations, target)
+                    for name in totals:
+                        totals[name] += share * float(terms[name].detach())
+                    if config.precondition:
+                        # Gradient of each frame's own loss, then the damped Newton direction in logit space.
+                        gradient, = torch.autograd.grad(terms["total"] * x.shape[0] * x.shape[1], activations,
+                                                        retain_graph=True)
+                        with torch.no_grad():
+                            direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
+                                                          hessian, damping)
+                            direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
+                        (logits * direction).sum().div(n_frames).backward()
+                    else:
+                        (terms["total"] * share).backward()
+                self.optimizer.step()
+                self.history.append({"epoch": epoch + 1, "wall_s": round(time.perf_counter() - began, 3),
+                                     "learning_rate": rate, "damping": damping, **totals})
+                bar.update(1)
+                if epoch % 10 == 0 or epoch == config.epochs - 1:
+                    bar.set_postfix({k[:4]: f"{v:.4g}" for k, v in totals.items()}, refresh=False)
+        finally:
+            bar.close()
+        last = self.history[-1] if self.history else {}
+        log.info("training: %d epochs in %.1f s, loss %s", len(self.history), time.perf_counter() - began,
+                 ", ".join(f"{k} {last.get(k, float('nan')):.4g}" for k in ("dynamics", "performance", "total")))
+
+    # ---- prediction ---------------------------------------------------------------
+    def predict(self, kinematics) -> np.ndarray:
+        """Muscle activations for a trial, shape (n_frames, n_muscles), within each muscle's bounds.
+
+        ``kinematics`` is a :class:`~opensim_pinn.trial.Kinematics` (or Trial) of
+        the same model, with the GRF components the network was trained with.
+        Trials longer than the training window are predicted window by window
+        and blended where windows overlap.
+        """
+        self._check_fitted()
+        self.check_kinematics(kinematics)
+        return self.activations(self.features(kinematics)).cpu().numpy().astype(float)
+
+    def features(self, kinematics) -> torch.Tensor:
+        """Normalised network input of a trial, (n_frames, n_features), on the network's device."""
+        device = next(self.network.parameters()).device
+        return torch.as_tensor(self._normalize(trial_features(kinematics)), dtype=torch.float32, device=device)
+
+    def activations(self, features: torch.Tensor) -> torch.Tensor:
+        """Activations (n_frames, n_muscles) from normalised features; no gradients."""
+        lower, upper = self._bounds(features.device)
+        n_frames = features.shape[0]
+        with torch.no_grad():
+            spans = windows(n_frames, self.config.window)
+            if len(spans) == 1:
+                out = torch.sigmoid(self.network.logits(features[None]))[0]
+            else:
+                stacked = torch.stack([features[s:e] for s, e in spans])
+                pieces = torch.sigmoid(self.network.logits(stacked))
+                length = spans[0][1] - spans[0][0]
+                ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(features)
+                out = features.new_zeros(n_frames, pieces.shape[-1])
+                weight = features.new_zeros(n_frames, 1)
+                for (s, e), piece in zip(spans, pieces):
+                    out[s:e] += ramp[:, None] * piece
+                    weight[s:e] += ramp[:, None]
+                out = out / weight
+        return lower + (upper - lower) * out
+
+    def muscle_forces(self, kinematics, activations: np.ndarray | None = None) -> np.ndarray:
+        """Muscle forces (N) = activation x rigid-tendon force at full activation, (n_frames, n_muscles)."""
+        if activations is None:
+            activations = self.predict(kinematics)
+        with torch.no_grad():
+            q = torch.as_tensor(kinematics.q, dtype=torch.float64)
+            qd = torch.as_tensor(kinematics.qd, dtype=torch.float64)
+            forces = self.muscle_model.muscle_forces(q, qd, torch.as_tensor(activations, dtype=torch.float64))
+        return forces.numpy()
+
+    # ---- checkpoints --------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything :meth:`load` needs, as torch-saveable plain data (no pickled objects)."""
+        self._check_fitted()
+        if self.polynomials is None:
+            raise ValueError("the checkpoint needs the muscle path polynomials: pass polynomials= to fit()")
+        return {
+            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "package_version": __version__,
+            "train_config": self.config.to_dict(),
+            "network_state": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+            "optimizer_state": self.optimizer.state_dict() if getattr(self, "optimizer", None) else None,
+            "epochs_done": len(self.history),
+            "feature_mean": self.feature_mean.tolist(), "feature_std": self.feature_std.tolist(),
+            "model_info": self.info.to_dict(),
+            "path_polynomials": [{"muscle": p.muscle, "coordinates": list(p.coordinates),
+                                  "exponents": np.asarray(p.exponents).tolist(),
+                                  "coefficients": np.asarray(p.coefficients).tolist()} for p in self.polynomials],
+            "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
+            "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
+            "state_variables": self.state_variables, "history": self.history,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write a self-contained checkpoint (see :meth:`state`) to ``path``, atomically."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        torch.save(self.state(), partial)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> "Trainer":
+        """A fitted Trainer from a checkpoint written by :meth:`save`.
+
+        Raises
+        ------
+        InputError
+            Missing file, or not an opensim-pinn checkpoint.
+        """
+        from .muscle import MusculoskeletalModel
+        from .osim import model_info_from_dict
+        from .paths import PathPolynomial
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: checkpoint not found; give the checkpoint.pt written by 'opensim-pinn train'")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises several kinds for a file that is not a checkpoint
+            state = None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path}: not an opensim-pinn checkpoint; give the checkpoint.pt written by "
+                             "'opensim-pinn train'")
+        if state.get("format_version", 0) > CHECKPOINT_VERSION:
+            raise InputError(f"{path}: checkpoint format {state['format_version']} is newer than this "
+                             f"opensim-pinn ({__version__}) reads; upgrade opensim-pinn")
+        trainer = cls(TrainConfig.from_dict(state["train_config"]), progress=False)
+        trainer.config.device = device
+        info = model_info_from_dict(state["model_info"])
+        polynomials = [PathPolynomial(muscle=p["muscle"], coordinates=p["coordinates"],
+                                      exponents=np.array(p["exponents"], dtype=int).reshape(
+                                          -1, len(p["coordinates"])),
+                                      coefficients=np.array(p["coefficients"], dtype=float))
+                       for p in state["path_polynomials"]]
+        trainer.info, trainer.polynomials = info, polynomials
+        trainer.muscle_model = MusculoskeletalModel(info, polynomials).to(torch.float64)
+        trainer.coordinates, trainer.muscles = state["coordinates"], state["muscles"]
+        trainer.actuators, trainer.grf_labels = state["actuators"], state["grf_labels"]
+        trainer.lowpass, trainer.trial_settings = state["lowpass"], state["trials"]
+        trainer.feature_mean = np.array(state["feature_mean"])
+        trainer.feature_std = np.array(state["feature_std"])
+        trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
+                                        len(trainer.grf_labels), len(trainer.muscles))
+        trainer.network.load_state_dict(state["network_state"])
+        trainer.network.to(check_device(device)).eval()
+        trainer.optimizer = torch.optim.Adam(trainer.network.parameters(), lr=trainer.config.learning_rate)
+        if state.get("optimizer_state"):
+            trainer.optimizer.load_state_dict(state["optimizer_state"])
+        trainer.state_variables = state.get("state_variables")
+        trainer.history = list(state.get("history", []))
+        trainer.package_version = state.get("package_version")
+        return trainer
+
+    def write_history(self, path: str | Path) -> None:
+        """Write :attr:`history` as CSV (one row per epoch)."""
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                                 for k in HISTORY_COLUMNS})
+
+    # ---- helpers ------------------------------------------------------------------
+    def _set_model(self, info, muscle_model, polynomials, trials) -> None:
+        self.info = info
+        self.muscle_model = muscle_model.to(torch.float64)
+        self.polynomials = polynomials if polynomials is not None else getattr(muscle_model, "polynomials", None)
+        self.coordinates = list(muscle_model.coordinates)
+        self.muscles = list(muscle_model.muscles)
+        first = trials[0]
+        self.actuators = list(first.actuators)
+        self.grf_labels = list(first.grf_labels)
+        for trial in trials:
+            if list(trial.coordinates) != self.coordinates:
+                raise InputError(f"trial {trial.name}: coordinates {trial.coordinates} differ from the "
+                                 f"model's {self.coordinates}")
+            if list(trial.actuators) != self.actuators:
+                raise InputError(f"trial {trial.name}: actuators differ from trial {first.name}'s; "
+                                 "train on trials prepared with the same reserves")
+            if list(trial.grf_labels) != self.grf_labels:
+                raise InputError(f"trial {trial.name}: ground reaction force columns {trial.grf_labels} differ "
+                                 f"from trial {first.name}'s {self.grf_labels}; give every trial the same kind "
+                                 "of external loads (or none)")
+        self.trial_settings = [dict(t.settings) for t in trials]
+        self.state_variables = None  # the model's OpenSim state names, when known (for states files)
+        lowpass = {t.settings.get("lowpass") for t in trials}
+        if len(lowpass) > 1:
+            raise InputError(f"trials were filtered with different low-pass cut-offs {sorted(map(str, lowpass))}; "
+                             "use one --lowpass for all")
+        self.lowpass = lowpass.pop()
+
+    def _targets(self, trial) -> PhysicsTargets:
+        as64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+        return physics_targets(as64(trial.q), as64(trial.qd), as64(trial.tau), as64(trial.actuator_map),
+                               self.muscle_model)
+
+    def _loss(self, device) -> PhysicsLoss:
+        by_name = {a.name: a for a in self.info.actuators}
+        unknown = [a for a in self.actuators if a not in by_name]
+        if unknown:
+            raise InputError(f"actuators {', '.join(unknown)} of the trials are not in the model description")
+
+        def vector(values):
+            return torch.tensor(values, dtype=torch.float32, device=device)
+
+        return PhysicsLoss(vector([m.min_control for m in self.info.muscles]),
+                           vector([m.max_control for m in self.info.muscles]),
+                           vector([by_name[a].min_control for a in self.actuators]),
+                           vector([by_name[a].max_control for a in self.actuators]),
+                           loss_weights=self.config.loss_weights)
+
+    def loss(self, device: str = "cpu") -> PhysicsLoss:
+        """The physics loss of the trained model (float32 bounds on ``device``)."""
+        self._check_fitted()
+        return self._loss(torch.device(device))
+
+    def _bounds(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        by_name = {m.name: m for m in self.info.muscles}
+        lower = torch.tensor([by_name[m].min_control for m in self.muscles], dtype=torch.float32, device=device)
+        upper = torch.tensor([by_name[m].max_control for m in self.muscles], dtype=torch.float32, device=device)
+        return lower, upper
+
+    def _normalize(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.feature_mean) / self.feature_std
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network"):
+            raise RuntimeError("this Trainer is not fitted: call fit() or Trainer.load() first")
+
+    def check_kinematics(self, kinematics) -> None:
+        """Raise :class:`InputError` unless the trial has the network's coordinates and GRF components."""
+        if list(kinematics.coordinates) != self.coordinates:
+            raise InputError(f"the motion's coordinates {kinematics.coordinates} are not the checkpoint's "
+                             f"{self.coordinates}")
+        labels = list(kinematics.grf_labels) if kinematics.grf.size else []
+        if labels != self.grf_labels:
+            if self.grf_labels and not labels:
+                raise InputError("the network was trained with ground reaction forces; give the trial's "
+                                 "--external-loads")
+            if labels and not self.grf_labels:
+                raise InputError("the network was trained without external loads; leave out --external-loads")
+            raise InputError(f"the external loads give forces {labels}, the network was trained with "
+                             f"{self.grf_labels}")
+
+
+def _group_by_length(inputs, targets, hessians) -> list[tuple[torch.Tensor, PhysicsTargets, torch.Tensor]]:
+    """Stack the windows of equal length into batches (batch, time, ...)."""
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(inputs):
+        groups.setdefault(len(x), []).append(i)
+    batches = []
+    for members in groups.values():
+        x = torch.stack([inputs[i] for i in members])
+        fields = zip(*(targets[i].__dict__.values() for i in members))
+        target = PhysicsTargets(*(torch.stack(list(values)) for values in fields))
+        batches.append((x, target, torch.stack([hessians[i] for i in members])))
+    return batches
+
+
+def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,
+                      damping: float) -> torch.Tensor:
+    """Levenberg-Marquardt step in logit space: (S H S + damping diag H)^-1 S g, per frame.
+
+    ``gradient`` and ``slope`` (d activation / d logit) are (..., n_muscles),
+    ``hessian`` is (..., n_muscles, n_muscles).
+    """
+    scaled = slope.unsqueeze(-1) * hessian * slope.unsqueeze(-2)
+    diagonal = hessian.diagonal(dim1=-2, dim2=-1)
+    system = scaled + torch.diag_embed(damping * diagonal + 1e-12 * diagonal.mean(-1, keepdim=True))
+    factor, info = torch.linalg.cholesky_ex(system)
+    rhs = (slope * gradient).unsqueeze(-1)
+    if bool((info != 0).any()):  # not positive definite in float32: fall back on a general solve
+        return torch.linalg.solve(system, rhs).squeeze(-1)
+    return torch.cholesky_solve(rhs, factor).squeeze(-1)
+
+
+def train_network(model: str, motions, external_loads=None, *, reserves: str | None = None,
+                  start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
+                  epochs: int | None = None, time_limit: float | None = None, seed: int = 0,
+                  device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
+                  progress: bool = True) -> dict:
+    """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
+
+    Parameters
+    ----------
+    model : path
+        The scaled ``.osim`` model.
+    motions : path or list of paths
+        Inverse-kinematics motions (one trial each).
+    external_loads : path, list of paths (one per motion, None entries allowed) or None
+    reserves : path, "auto" or None
+        Reserve/residual actuators (OpenSim ForceSet file) appended to the model.
+    start, end : float, optional
+        Time window (s) of every motion.
+    lowpass : float or None
+        Low-pass cut-off (Hz) of the coordinates; -1 or None: no filtering.
+    epochs, time_limit : optional
+        Training length (default :data:`DEFAULT_EPOCHS`), and a wall-clock limit in seconds.
+    seed : int
+    device : "cpu" or "cuda"
+    architecture : "mjca", "bigru" or "cnn"
+    out : path
+        Output folder.
+    force : bool
+        Replace existing output files.
+
+    Returns
+    -------
+    dict
+        ``files``, ``n_frames``, ``epochs``, ``final_loss`` (last epoch's terms),
+        ``wall_s`` (``trials``, ``paths``, ``training``, ``total``) and
+        ``training_agreement``: per trial, the median R^2 of the network's muscle
+        forces against the project's fast Static Optimization on that trial.
+    """
+    from .child import run_in_child
+    from .muscle import MusculoskeletalModel
+    from .outputs import OutputFolder
+    from .paths import load_or_fit_paths
+    from .predict import model_state_variables
+    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+
+    began = time.perf_counter()
+    check_device(device)
+    motions = [motions] if isinstance(motions, (str, Path)) else list(motions)
+    if not motions:
+        raise InputError("give at least one --motion")
+    if external_loads is None or isinstance(external_loads, (str, Path)):
+        external_loads = [external_loads] * len(motions)
+    external_loads = list(external_loads)
+    if len(external_loads) == 1 and len(motions) > 1:
+        external_loads = external_loads * len(motions)
+    if len(external_loads) != len(motions):
+        raise InputError(f"{len(external_loads)} --external-loads for {len(motions)} --motion; give one per "
+                         "motion, in the same order")
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs must be 1 or more, got {epochs}")
+    config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS, time_limit_s=time_limit, seed=seed, device=device,
+                         network=NetworkConfig(architecture=architecture))
+    names = ["checkpoint.pt", "history.csv"]
+    output = OutputFolder(out, names, force=force)
+    output.check()
+    info = load_model_info(model, reserves)
+    for motion, loads in zip(motions, external_loads):  # every input checked before the long work
+        load_kinematics(info, motion, loads, start=start, end=end, lowpass=lowpass)
+    trials = []
+    for motion, loads in zip(motions, external_loads):
+        trial, info = prepare_trial(TrialSettings(model=str(model), motion=str(motion),
+                                                  external_loads=None if loads is None else str(loads),
+                                                  reserves=None if reserves is None else str(reserves),
+                                                  start=start, end=end, lowpass=lowpass))
+        trials.append(trial)
+    prepared = time.perf_counter()
+    q = np.concatenate([t.q for t in trials])
+    reference_time = trials[0].time if len(trials) == 1 else np.arange(len(q)) * 0.01
+    polynomials = load_or_fit_paths(info.path, trials[0].coordinates, reference_time, q,
+                                    [m.name for m in info.muscles])
+    muscle_model = MusculoskeletalModel(info, polynomials)
+    fitted = time.perf_counter()
+    trainer = Trainer(config, progress=progress).fit(trials, info, muscle_model, polynomials=polynomials)
+    trained = time.perf_counter()
+    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, str(model))
+    with output as staging:
+        trainer.save(staging / "checkpoint.pt")
+        trainer.write_history(staging / "history.csv")
+    last = trainer.history[-1] if trainer.history else {}
+    return {
+        "files": [str(Path(out) / n) for n in names],
+        "trials": [t.name for t in trials], "n_frames": sum(len(t.time) for t in trials),
+        "muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
+        "epochs": len(trainer.history), "architecture": architecture,
+        "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
+        "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
+        "wall_s": {"trials": round(prepared - began, 3), "paths": round(fitted - prepared, 3),
+                   "training": round(trained - fitted, 3), "total": round(time.perf_counter() - began, 3)},
+    }
+
+
+def _training_agreement(trainer: Trainer, trials, info, muscle_model) -> dict:
+    """Median R^2 of the network's forces vs the fast SO solver on each training trial (or a reason)."""
+    from .metrics import r2
+    from .static_opt import fast_static_optimization
+
+    agreement = {}
+    for trial in trials:
+        try:
+            reference = fast_static_optimization(trial, info, muscle_model)
+        except InputError as error:
+            agreement[trial.name] = f"not computed: {error}"
+            continue
+        n_muscles = len(trainer.muscles)
+        forces = trainer.muscle_forces(trial)
+        agreement[trial.name] = {"median_r2_vs_fast_static_optimization":
+                                 round(float(np.median(r2(reference.forces[:, :n_muscles], forces))), 4)}
+    return agreement

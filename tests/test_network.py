@@ -1,0 +1,106 @@
+"""The MJCA-BiGRU network and its ablations: shapes, bounds, gradients, reproducibility (opensim_pinn.network)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from opensim_pinn.network import ARCHITECTURES, MJCABiGRU, NetworkConfig, build_network, feature_layout
+
+N_COORDINATES, N_GRF, N_MUSCLES = 4, 6, 7
+BATCH, FRAMES = 3, 25
+
+
+def features(n_grf: int = N_GRF, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(BATCH, FRAMES, 3 * N_COORDINATES + n_grf, generator=generator)
+
+
+def network(architecture: str = "mjca", n_grf: int = N_GRF, seed: int = 0, **options) -> MJCABiGRU:
+    torch.manual_seed(seed)
+    return build_network(NetworkConfig(architecture=architecture, **options), N_COORDINATES, n_grf, N_MUSCLES)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("n_grf", [N_GRF, 0])
+def test_shapes_and_bounds(architecture, n_grf):
+    out = network(architecture, n_grf)(features(n_grf))
+    assert out.shape == (BATCH, FRAMES, N_MUSCLES)
+    assert torch.all((out >= 0) & (out <= 1))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_activations_stay_in_bounds_for_extreme_inputs(architecture):
+    out = network(architecture)(1e4 * features())
+    assert torch.all((out >= 0) & (out <= 1)) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_gradients_reach_every_parameter(architecture):
+    model = network(architecture)
+    model(features()).square().sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_gradients_with_respect_to_inputs_and_time_context():
+    """The BiGRU spreads information over time: an output frame depends on past and future input frames."""
+    x = features().requires_grad_(True)
+    out = network()(x)
+    out[:, FRAMES // 2].sum().backward()
+    influence = x.grad.abs().sum(dim=(0, 2))
+    assert influence[0] > 0 and influence[-1] > 0
+
+
+def test_mjca_joint_tokens_attend_to_the_grf_token():
+    """Changing only the GRF features changes the output (through the GRF token)."""
+    model = network()
+    x = features()
+    y = x.clone()
+    y[..., feature_layout(N_COORDINATES, N_GRF)["grf"]] += 1.0
+    assert not torch.allclose(model(x), model(y))
+
+
+def test_gradcheck_float64():
+    model = network(d_model=8, heads=2, gru_hidden=4).double()
+    x = torch.randn(1, 5, 3 * N_COORDINATES + N_GRF, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: model(t), (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_seed_reproducibility(architecture):
+    a, b, c = network(architecture, seed=3), network(architecture, seed=3), network(architecture, seed=4)
+    x = features()
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(a(x), c(x))
+
+
+def test_ablations_differ_in_structure():
+    mjca, bigru, cnn = (network(a) for a in ARCHITECTURES)
+    assert any(isinstance(m, torch.nn.MultiheadAttention) for m in mjca.modules())
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in bigru.modules())
+    assert any(isinstance(m, torch.nn.Conv1d) for m in cnn.modules())
+    assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in cnn.modules())
+
+
+def test_small_enough_for_cpu():
+    """A few tens of thousands of parameters for an 18-muscle, 10-coordinate model."""
+    model = build_network(NetworkConfig(), 10, 6, 18)
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+
+
+def test_bad_configuration_and_inputs():
+    with pytest.raises(ValueError, match="architecture"):
+        NetworkConfig(architecture="transformer")
+    with pytest.raises(ValueError, match="multiple of heads"):
+        NetworkConfig(d_model=30, heads=4)
+    with pytest.raises(ValueError, match="features per frame"):
+        network()(torch.zeros(1, 5, 3))
+
+
+def test_config_round_trip():
+    config = NetworkConfig(architecture="cnn", d_model=16, heads=2)
+    assert NetworkConfig(**config.to_dict()) == config
