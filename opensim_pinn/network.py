@@ -176,8 +176,13 @@ class MJCABiGRU(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * config.gru_hidden + integrated, integrated), nn.GELU(),
                                   nn.Linear(integrated, n_muscles))
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid outputs, shape (batch, time, n_muscles)."""
+    @property
+    def per_frame_encoder(self) -> bool:
+        """Whether everything before the GRU works frame by frame (not for ``"cnn"``)."""
+        return self.config.architecture != "cnn"
+
+    def frame_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder and feature integration: (batch, time, n_features) to (batch, time, 2 * gru_hidden)."""
         if features.shape[-1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features per frame, got {features.shape[-1]}")
         if self.config.architecture == "mjca":
@@ -186,11 +191,18 @@ class MJCABiGRU(nn.Module):
             encoded = self.encoder(features.transpose(1, 2)).transpose(1, 2)
         else:
             encoded = features
-        frame = self.integration(encoded)
+        return self.integration(encoded)
+
+    def sequence_logits(self, frame: torch.Tensor) -> torch.Tensor:
+        """Bidirectional GRU over time and the head: (batch, time, 2 * gru_hidden) to logits (batch, time, n_muscles)."""
         sequence, _ = self.gru(frame)
         # The frame's own features skip past the GRU into the head: SO is a per-frame
         # problem, the GRU adds the temporal context.
         return self.head(torch.cat([sequence, frame], dim=-1))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid outputs, shape (batch, time, n_muscles)."""
+        return self.sequence_logits(self.frame_features(features))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Muscle activations in [0, 1], shape (batch, time, n_muscles)."""

@@ -104,11 +104,7 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS
     """
     def run():
         activations = trainer.activations(trainer.features(kinematics))
-        q = torch.as_tensor(kinematics.q, dtype=torch.float64)
-        qd = torch.as_tensor(kinematics.qd, dtype=torch.float64)
-        with torch.no_grad():
-            forces = trainer.muscle_model.muscle_forces(q, qd, activations.to(torch.float64))
-        return activations.cpu().numpy().astype(float), forces.cpu().numpy()
+        return activations.cpu().numpy().astype(float), trainer.muscle_forces(kinematics, activations)
 
     trainer.predict(kinematics)  # checks the trial; also the warm-up run
     times = []
