@@ -32,7 +32,7 @@ TIME_TOLERANCE = 1e-5
 
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
-            out: str | Path, force: bool = False) -> dict:
+            step_interval: int = 1, out: str | Path, force: bool = False) -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -47,6 +47,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         Reserve/residual actuators for Static Optimization (as used in training).
     start, end : float, optional
         Time window (s).
+    step_interval : int
+        Compare on every N-th frame (OpenSim's ``step_interval``).
     out : path
         Output folder: ``metrics.json``, ``report.md``, ``muscle_forces.png``,
         ``joint_torques.png``, ``training.png``.
@@ -72,14 +74,15 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     check_model_matches(trainer, info)
     lowpass = trainer.lowpass
     began = time.perf_counter()
-    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass)
+    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+                                 step_interval=step_interval)
     read_s = time.perf_counter() - began
     trainer.check_kinematics(kinematics)
     first, last = float(kinematics.time[0]), float(kinematics.time[-1])
     loads = None if external_loads is None else str(external_loads)
     settings = TrialSettings(model=str(model), motion=str(motion), external_loads=loads,
                              reserves=None if reserves is None else str(reserves), start=start, end=end,
-                             lowpass=lowpass)
+                             lowpass=lowpass, step_interval=step_interval)
     trial, info = prepare_trial(settings)
     if list(trial.actuators) != list(trainer.actuators):
         log.warning("compare: the actuators (%s) differ from training's (%s); the network's activations do not "
@@ -88,7 +91,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     log.info("compare: running OpenSim Static Optimization (%d frames)", len(trial.time))
     so = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model), str(motion), loads,
                       None if reserves is None else str(reserves), start if start is not None else first,
-                      end if end is not None else last, lowpass, 1)
+                      end if end is not None else last, lowpass, step_interval)
     rows, so_rows = _matching_frames(trial.time, so.time)
     frames = _subset(trial, rows)
 
@@ -118,7 +121,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     units = {c.name: ("N m" if c.motion_type == "rotational" else "N") for c in info.coordinates}
     metrics = {
         "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
-        "n_frames": len(rows), "n_muscles": len(muscles), "lowpass_hz": lowpass,
+        "n_frames": len(rows), "n_muscles": len(muscles), "lowpass_hz": lowpass, "step_interval": step_interval,
         "muscles": {m: {"r2": float(muscle_r2[i]), "nrmse": _number(muscle_nrmse[i]), "rmse": float(muscle_rmse[i]),
                         "activation_r2": float(activation_r2[i])} for i, m in enumerate(muscles)},
         "summary": summary,

@@ -194,7 +194,7 @@ class MJCABiGRU(nn.Module):
         return self.integration(encoded)
 
     def sequence_logits(self, frame: torch.Tensor) -> torch.Tensor:
-        """Bidirectional GRU over time and the head: (batch, time, 2 * gru_hidden) to logits (batch, time, n_muscles)."""
+        """BiGRU over time and the head: (batch, time, 2 * gru_hidden) to logits (batch, time, n_muscles)."""
         sequence, _ = self.gru(frame)
         # The frame's own features skip past the GRU into the head: SO is a per-frame
         # problem, the GRU adds the temporal context.

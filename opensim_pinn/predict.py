@@ -121,7 +121,8 @@ def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
     n_frames = len(kinematics.time)
     labels, columns = [], []
     for coordinate in trainer.info.coordinates:
-        prefix = _state_prefix(state_names, coordinate.name, "value") or f"/jointset/{coordinate.joint}/{coordinate.name}"
+        prefix = (_state_prefix(state_names, coordinate.name, "value")
+                  or f"/jointset/{coordinate.joint}/{coordinate.name}")
         if coordinate.name in kinematics.coordinates:
             i = kinematics.coordinates.index(coordinate.name)
             value, speed = kinematics.q[:, i], kinematics.qd[:, i]

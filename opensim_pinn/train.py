@@ -578,8 +578,8 @@ def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torc
 
 def train_network(model: str, motions, external_loads=None, *, reserves: str | None = None,
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
-                  epochs: int | None = None, time_limit: float | None = None, seed: int = 0,
-                  device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
+                  step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
+                  seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
                   progress: bool = True) -> dict:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 
@@ -596,6 +596,8 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         Time window (s) of every motion.
     lowpass : float or None
         Low-pass cut-off (Hz) of the coordinates; -1 or None: no filtering.
+    step_interval : int
+        Train on every N-th frame (OpenSim's ``step_interval``).
     epochs, time_limit : optional
         Training length (default :data:`DEFAULT_EPOCHS`), and a wall-clock limit in seconds.
     seed : int
@@ -643,13 +645,14 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     output.check()
     info = load_model_info(model, reserves)
     for motion, loads in zip(motions, external_loads):  # every input checked before the long work
-        load_kinematics(info, motion, loads, start=start, end=end, lowpass=lowpass)
+        load_kinematics(info, motion, loads, start=start, end=end, lowpass=lowpass, step_interval=step_interval)
     trials = []
     for motion, loads in zip(motions, external_loads):
         trial, info = prepare_trial(TrialSettings(model=str(model), motion=str(motion),
                                                   external_loads=None if loads is None else str(loads),
                                                   reserves=None if reserves is None else str(reserves),
-                                                  start=start, end=end, lowpass=lowpass))
+                                                  start=start, end=end, lowpass=lowpass,
+                                                  step_interval=step_interval))
         trials.append(trial)
     prepared = time.perf_counter()
     q = np.concatenate([t.q for t in trials])
