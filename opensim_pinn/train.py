@@ -38,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -94,6 +95,11 @@ class TrainConfig:
         ``False``: plain gradients of the loss.
     initial_damping, damping : float
         Levenberg-Marquardt damping at the start and from half-way through training.
+    threads : int or None
+        CPU threads torch uses while training and predicting (restored after). The
+        network's operations are small: one thread is as fast as two on an idle
+        machine, and tens of times faster when other programs keep the cores busy
+        (threads then wait for each other at every operation). ``None``: torch's setting.
     logit_limit : float
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
@@ -113,6 +119,7 @@ class TrainConfig:
     initial_damping: float = 1.0
     damping: float = 1e-6
     logit_limit: float = 10.0
+    threads: int | None = 1
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def to_dict(self) -> dict:
@@ -120,9 +127,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
-        data["network"] = NetworkConfig(**data.get("network", {}))
+        """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        network = {k: v for k, v in data.get("network", {}).items() if k in {f.name for f in fields(NetworkConfig)}}
+        data["network"] = NetworkConfig(**network)
         return cls(**data)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous setting."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def check_device(device: str) -> torch.device:
@@ -251,7 +277,8 @@ class Trainer:
                                          n_muscles).to(device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.history = []
-        self._train(batches, loss, n_frames)
+        with torch_threads(config.threads):
+            self._train(batches, loss, n_frames)
         self.network.eval()
         return self
 
@@ -339,7 +366,7 @@ class Trainer:
         lower, upper = self._bounds(features.device)
         n_frames = features.shape[0]
         index = window_index(n_frames, self.config.window, device=features.device)
-        with torch.inference_mode():
+        with torch_threads(self.config.threads), torch.inference_mode():
             pieces = torch.sigmoid(self._window_logits(features, index))  # (n_windows, window, n_muscles)
             if index.shape[0] == 1:
                 out = pieces[0]
@@ -370,7 +397,7 @@ class Trainer:
             activations = self.predict(kinematics)
         model = self.inference_muscle_model()
         device = model.max_isometric_force.device
-        with torch.inference_mode():
+        with torch_threads(self.config.threads), torch.inference_mode():
             q = torch.as_tensor(np.asarray(kinematics.q), dtype=torch.float32, device=device)
             qd = torch.as_tensor(np.asarray(kinematics.qd), dtype=torch.float32, device=device)
             forces = model.muscle_forces(q, qd, torch.as_tensor(activations, dtype=torch.float32, device=device))
