@@ -71,10 +71,10 @@ def plot_torque_tracking(time: np.ndarray, coordinates: list[str], inverse_dynam
         ax.plot(time, muscles_and_actuators[:, i], color="tab:red", lw=1.0, ls="--",
                 label="network muscles + actuators")
         ax.plot(time, muscles[:, i], color="tab:blue", lw=0.9, alpha=0.8, label="network muscles only")
-        ax.set_title(coordinates[i], fontsize=8)
+        ax.set_title(f"{coordinates[i]} ({units[i] if units else 'N m'})", fontsize=8)
         ax.tick_params(labelsize=7)
         if i % columns == 0:
-            ax.set_ylabel(units[i] if units else "N m", fontsize=7)
+            ax.set_ylabel("generalised force", fontsize=7)
         if i >= len(coordinates) - columns:
             ax.set_xlabel("time (s)", fontsize=7)
     handles, labels = axes.flat[0].get_legend_handles_labels()
