@@ -24,9 +24,22 @@ How the optimisation is made to converge (the loss is unchanged):
   minimisers of the loss; the preconditioned one gets there in hundreds of epochs
   instead of hundreds of thousands. ``lambda`` goes from 1 (a diagonally scaled
   gradient, safe from a random start) to :attr:`TrainConfig.damping` over the
-  first half of training.
+  first half of training. Logits beyond +-:attr:`TrainConfig.logit_limit` are
+  pulled back, so that a muscle resting at its bound (a saturated sigmoid) can
+  still be switched on where other frames need it.
+- Trials are cut into windows of :attr:`TrainConfig.window` frames that overlap by
+  half (the BiGRU's time window); the per-frame encoder runs once per frame, the
+  BiGRU per window; predictions blend overlapping windows.
 - Adam, linear warm-up then cosine decay of the learning rate, full batch
   (every window of every trial at each step).
+
+The loss terms in :attr:`Trainer.history` are means over the frames of the training
+windows (a frame in two overlapping windows counts twice).
+
+Measured (2 CPU cores, default settings, median R^2 of muscle forces against
+OpenSim SO on the training trial): gait10dof18musc walk (151 frames, 18 muscles)
+0.998 in about 15 s of training; gait2392 (151 frames, 92 muscles) 0.99 in about
+1 min; arm26 0.997.
 
 Examples
 --------
@@ -289,7 +302,8 @@ class Trainer:
         lower, upper = self._bounds(loss.min_control.device)
         warmup_steps = max(1, int(config.warmup * config.epochs))
         began = time.perf_counter()
-        bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not self.progress, leave=False)
+        bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not self.progress, leave=False,
+                   mininterval=0.5)
         self.network.train()
         try:
             for epoch in range(config.epochs):
