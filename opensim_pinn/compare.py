@@ -232,8 +232,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         f"| speedup (SO time / network inference) | {metrics['speedup']:.0f}x |", "",
         "## What the numbers mean", "",
         "- **R²** compares each muscle's force over the trial with OpenSim's: 1 is identical, 0 is no better than "
-        "OpenSim's mean force. It is undefined-looking (very negative) for muscles that OpenSim keeps at the "
-        "minimum activation all trial: their force barely varies, so tiny differences dominate.",
+        "OpenSim's mean force. It can be very negative for a muscle that OpenSim keeps at its minimum "
+        "activation all trial: its force barely varies, so tiny differences dominate (look at its RMSE).",
         "- **NRMSE** is the root-mean-square difference divided by the range of OpenSim's force (the paper's "
         "normalisation).",
         "- **Torque residual** is what neither the network's muscles nor the reserve/residual actuators supply of "
