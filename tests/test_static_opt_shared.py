@@ -8,7 +8,6 @@ figures; each is named where it is used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -20,34 +19,12 @@ from opensim_pinn.paths import load_or_fit_paths
 from opensim_pinn.static_opt import fast_static_optimization, opensim_static_optimization
 from opensim_pinn.storage import read_storage
 from opensim_pinn.trial import TrialSettings, prepare_trial
+from shared_cases import CASES
 
 MEDIAN_R2 = 0.99  # issue 2: median over muscles of R^2 (fast vs OpenSim SO forces)
 MUSCLE_R2 = 0.95  # issue 2: no muscle with a meaningful force below this
 MEANINGFUL = 0.05  # a muscle's force is "meaningful" when SO's peak reaches 5 % of its max isometric force
 PATH_RMS_MM = 1.0  # issue 2: RMS error of lengths and moment arms against OpenSim, every muscle
-
-
-@dataclass
-class Case:
-    folder: str
-    model: str
-    motion: str
-    external_loads: str | None
-    reserves: str | None
-    start: float
-    end: float
-    lowpass: float
-    step_interval: int
-
-
-CASES = {
-    "gait10dof18musc": Case("gait10dof18musc", "subject01.osim", "subject01_walk_IK.mot",
-                            "subject01_walk_grf.xml", "gait10dof18musc_Strong_actuators.xml", 0.0, 2.5, 6.0, 1),
-    # OpenSim's own SO setup for this model: 0.5-1.999 s, no filtering, every 10th frame.
-    "gait2392": Case("gait2392", "subject01_simbody_adjusted_StaticOp.osim", "subject01_walk1_Kinematics.sto",
-                     "foot_floor_loads.xml", "gait2392_SO_weak_Residual_Actuators.xml", 0.5, 1.999, -1.0, 10),
-    "arm26": Case("arm26", "arm26.osim", "arm26_InverseKinematics.mot", None, None, 0.0, 1.0, 6.0, 1),
-}
 
 
 @pytest.fixture(scope="module", params=list(CASES))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -23,33 +22,11 @@ from opensim_pinn.paths import load_or_fit_paths
 from opensim_pinn.static_opt import fast_static_optimization
 from opensim_pinn.train import Trainer, TrainConfig, train_network
 from opensim_pinn.trial import TrialSettings, prepare_trial
+from shared_cases import CASES, Case
 
 # Issue 3's acceptance figures (network forces vs OpenSim Static Optimization, default training).
 MEDIAN_R2 = {"gait10dof18musc": 0.95, "gait2392": 0.90, "arm26": 0.95}
 MEAN_NRMSE_GAIT10 = 0.08
-
-
-@dataclass
-class Case:
-    folder: str
-    model: str
-    motion: str
-    external_loads: str | None
-    reserves: str | None
-    start: float
-    end: float
-    lowpass: float
-    step_interval: int
-
-
-CASES = {
-    "gait10dof18musc": Case("gait10dof18musc", "subject01.osim", "subject01_walk_IK.mot",
-                            "subject01_walk_grf.xml", "gait10dof18musc_Strong_actuators.xml", 0.0, 2.5, 6.0, 1),
-    # OpenSim's own SO setup for this model: 0.5-1.999 s, no filtering, every 10th frame.
-    "gait2392": Case("gait2392", "subject01_simbody_adjusted_StaticOp.osim", "subject01_walk1_Kinematics.sto",
-                     "foot_floor_loads.xml", "gait2392_SO_weak_Residual_Actuators.xml", 0.5, 1.999, -1.0, 10),
-    "arm26": Case("arm26", "arm26.osim", "arm26_InverseKinematics.mot", None, None, 0.0, 1.0, 6.0, 1),
-}
 
 
 def case_files(shared_data, case: Case) -> dict:

@@ -1,0 +1,30 @@
+"""The real OpenSim cases of ../shared/data that the integration tests run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Case:
+    """One trial: files (relative to the case folder) and the Static Optimization settings."""
+
+    folder: str
+    model: str
+    motion: str
+    external_loads: str | None
+    reserves: str | None
+    start: float
+    end: float
+    lowpass: float
+    step_interval: int
+
+
+CASES = {
+    "gait10dof18musc": Case("gait10dof18musc", "subject01.osim", "subject01_walk_IK.mot",
+                            "subject01_walk_grf.xml", "gait10dof18musc_Strong_actuators.xml", 0.0, 2.5, 6.0, 1),
+    # OpenSim's own SO setup for this model: 0.5-1.999 s, no filtering, every 10th frame.
+    "gait2392": Case("gait2392", "subject01_simbody_adjusted_StaticOp.osim", "subject01_walk1_Kinematics.sto",
+                     "foot_floor_loads.xml", "gait2392_SO_weak_Residual_Actuators.xml", 0.5, 1.999, -1.0, 10),
+    "arm26": Case("arm26", "arm26.osim", "arm26_InverseKinematics.mot", None, None, 0.0, 1.0, 6.0, 1),
+}
