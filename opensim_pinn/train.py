@@ -109,10 +109,12 @@ class TrainConfig:
     initial_damping, damping : float
         Levenberg-Marquardt damping at the start and from half-way through training.
     threads : int or None
-        CPU threads torch uses while training and predicting (restored after). The
-        network's operations are small: one thread is as fast as two on an idle
-        machine, and tens of times faster when other programs keep the cores busy
-        (threads then wait for each other at every operation). ``None``: torch's setting.
+        CPU threads torch uses while training (restored after). The training step's
+        operations are small: one thread is as fast as two on an idle machine, and
+        tens of times faster when other programs keep the cores busy (threads then
+        wait for each other at every operation). ``None``: torch's setting.
+        Predictions use torch's setting (two threads are 20 % faster on an idle
+        2-core machine).
     logit_limit : float
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
@@ -380,7 +382,7 @@ class Trainer:
         lower, upper = self._bounds(features.device)
         n_frames = features.shape[0]
         index = window_index(n_frames, self.config.window, device=features.device)
-        with torch_threads(self.config.threads), torch.inference_mode():
+        with torch.inference_mode():
             pieces = torch.sigmoid(self._window_logits(features, index))  # (n_windows, window, n_muscles)
             if index.shape[0] == 1:
                 out = pieces[0]
@@ -411,7 +413,7 @@ class Trainer:
             activations = self.predict(kinematics)
         model = self.inference_muscle_model()
         device = model.max_isometric_force.device
-        with torch_threads(self.config.threads), torch.inference_mode():
+        with torch.inference_mode():
             q = torch.as_tensor(np.asarray(kinematics.q), dtype=torch.float32, device=device)
             qd = torch.as_tensor(np.asarray(kinematics.qd), dtype=torch.float32, device=device)
             forces = model.muscle_forces(q, qd, torch.as_tensor(activations, dtype=torch.float32, device=device))
