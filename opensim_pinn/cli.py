@@ -49,6 +49,11 @@ def _lowpass_option(parser):
                              "-1: no filtering)")
 
 
+def _step_option(parser):
+    parser.add_argument("--step-interval", type=int, default=1, metavar="N",
+                        help="analyse every N-th frame, as OpenSim's step_interval (default 1)")
+
+
 def _out_options(parser, default=None):
     parser.add_argument("--out", required=default is None, default=default, metavar="DIR",
                         help="output folder" + (f" (default {default})" if default else ""))
@@ -83,8 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trial_options(so)
     _reserves_option(so)
     _lowpass_option(so)
-    so.add_argument("--step-interval", type=int, default=1, metavar="N",
-                    help="analyse every N-th frame, as OpenSim's step_interval (default 1)")
+    _step_option(so)
     so.add_argument("--solver", choices=("fast", "opensim"), default="fast",
                     help="fast: the project's batched solver with the torch muscle model (default); "
                          "opensim: OpenSim's AnalyzeTool, in a child process")
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trial_options(train, several=True)
     _reserves_option(train)
     _lowpass_option(train)
+    _step_option(train)
     train.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the trainer's)")
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop training after this long")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -120,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
     _trial_options(compare)
     _reserves_option(compare)
+    _step_option(compare)
     _out_options(compare)
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
@@ -150,7 +156,8 @@ def run(args: argparse.Namespace) -> None:
         from .train import train_network
 
         summary = train_network(args.model, args.motion, args.external_loads, reserves=args.reserves,
-                                start=args.start, end=args.end, lowpass=args.lowpass, epochs=args.epochs,
+                                start=args.start, end=args.end, lowpass=args.lowpass, step_interval=args.step_interval,
+                                epochs=args.epochs,
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
                                 architecture=args.architecture, out=args.out, force=args.force)
         print(json.dumps(summary, indent=2, default=str))
@@ -164,7 +171,8 @@ def run(args: argparse.Namespace) -> None:
         from .compare import compare
 
         summary = compare(args.checkpoint, args.model, args.motion, args.external_loads, reserves=args.reserves,
-                          start=args.start, end=args.end, out=args.out, force=args.force)
+                          start=args.start, end=args.end, step_interval=args.step_interval, out=args.out,
+                          force=args.force)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "demo":
         from .demo import run_demo
