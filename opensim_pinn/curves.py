@@ -20,8 +20,6 @@ All functions are elementwise over a trailing muscle axis and differentiable.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 _DEGROOTE_ACTIVE = ((0.8150671134243542, 1.055033428970575, 0.162384573599574, 0.063303448465465),
@@ -111,7 +109,3 @@ def pennation_cosine(fiber_length: torch.Tensor, height: torch.Tensor,
     sine = (height / fiber_length).minimum(torch.sin(maximum_pennation))
     return torch.sqrt(1.0 - sine ** 2)
 
-
-def unpennated_maximum(maximum_pennation: float) -> float:
-    """OpenSim's default maximum pennation angle, acos(0.1) (used when a class has none)."""
-    return maximum_pennation if maximum_pennation > 0 else math.acos(0.1)

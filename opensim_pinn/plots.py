@@ -47,12 +47,7 @@ def plot_muscle_forces(time: np.ndarray, muscles: list[str], reference: np.ndarr
             ax.set_ylabel("force (N)", fontsize=7)
         if i >= len(muscles) - columns:
             ax.set_xlabel("time (s)", fontsize=7)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.9 * rows + 0.6)))
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return _save_with_legend(plt, figure, axes, path, n_legend_columns=2, figure_height=1.9 * rows + 0.6)
 
 
 def plot_torque_tracking(time: np.ndarray, coordinates: list[str], inverse_dynamics: np.ndarray,
@@ -77,9 +72,15 @@ def plot_torque_tracking(time: np.ndarray, coordinates: list[str], inverse_dynam
             ax.set_ylabel("generalised force", fontsize=7)
         if i >= len(coordinates) - columns:
             ax.set_xlabel("time (s)", fontsize=7)
+    return _save_with_legend(plt, figure, axes, path, n_legend_columns=3, figure_height=2.0 * rows + 0.6)
+
+
+def _save_with_legend(plt, figure, axes, path: str | Path, *, n_legend_columns: int,
+                      figure_height: float) -> Path:
+    """One legend (from the first panel) above the grid, then save the figure and close it."""
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.0 * rows + 0.6)))
+    figure.legend(handles, labels, loc="upper center", ncol=n_legend_columns, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / figure_height))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Path(path)
