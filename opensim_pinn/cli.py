@@ -54,6 +54,11 @@ def _step_option(parser):
                         help="analyse every N-th frame, as OpenSim's step_interval (default 1)")
 
 
+def _device_option(parser, what: str):
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help=f"where {what} (default cpu)")
+
+
 def _out_options(parser, default=None):
     parser.add_argument("--out", required=default is None, default=default, metavar="DIR",
                         help="output folder" + (f" (default {default})" if default else ""))
@@ -105,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the trainer's)")
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop training after this long")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
+    _device_option(train, "to train")
     train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn"),
                        help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
                             "cnn: a temporal CNN in place of the attention")
@@ -117,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "<trial>_states.sto. No OpenSim run is needed.")
     predict.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
     _trial_options(predict, model=False)
+    _device_option(predict, "the network and the muscle module run")
     _out_options(predict)
 
     compare = commands.add_parser("compare", help="network vs OpenSim Static Optimization on a trial",
@@ -126,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trial_options(compare)
     _reserves_option(compare)
     _step_option(compare)
+    _device_option(compare, "the network and the muscle module run")
     _out_options(compare)
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
@@ -165,14 +172,14 @@ def run(args: argparse.Namespace) -> None:
         from .predict import predict
 
         summary = predict(args.checkpoint, args.motion, args.external_loads, out=args.out, start=args.start,
-                          end=args.end, force=args.force)
+                          end=args.end, force=args.force, device=args.device)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "compare":
         from .compare import compare
 
         summary = compare(args.checkpoint, args.model, args.motion, args.external_loads, reserves=args.reserves,
                           start=args.start, end=args.end, step_interval=args.step_interval, out=args.out,
-                          force=args.force)
+                          force=args.force, device=args.device)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "demo":
         from .demo import run_demo

@@ -32,7 +32,7 @@ TIME_TOLERANCE = 1e-5
 
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
-            step_interval: int = 1, out: str | Path, force: bool = False) -> dict:
+            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu") -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -54,6 +54,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         ``joint_torques.png``, ``training.png``.
     force : bool
         Replace existing output files.
+    device : "cpu" or "cuda"
+        Where the network and the muscle module run.
 
     Returns
     -------
@@ -67,7 +69,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     from .train import Trainer
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
-    trainer = Trainer.load(checkpoint)
+    trainer = Trainer.load(checkpoint, device=device)
     output = OutputFolder(out, list(OUTPUTS), force=force)
     output.check()
     info = load_model_info(model, reserves)

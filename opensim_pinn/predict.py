@@ -42,7 +42,8 @@ INFERENCE_REPEATS = 7
 
 
 def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Path | None = None, *,
-            out: str | Path, start: float | None = None, end: float | None = None, force: bool = False) -> dict:
+            out: str | Path, start: float | None = None, end: float | None = None, force: bool = False,
+            device: str = "cpu") -> dict:
     """Write the activations, forces and states of ``motion`` predicted by ``checkpoint``.
 
     Parameters
@@ -59,6 +60,8 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         Time window (s).
     force : bool
         Replace existing output files.
+    device : "cpu" or "cuda"
+        Where the network and the muscle module run.
 
     Returns
     -------
@@ -72,7 +75,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     from .train import Trainer
     from .trial import load_kinematics
 
-    trainer = Trainer.load(checkpoint)
+    trainer = Trainer.load(checkpoint, device=device)
     began = time.perf_counter()
     kinematics = load_kinematics(trainer.info, motion, external_loads, start=start, end=end,
                                  lowpass=trainer.lowpass)
