@@ -10,6 +10,7 @@ import sys
 
 from . import __version__
 from .errors import InputError, OpenSimCrash, require_file
+from .snapshots import DEFAULT_SNAPSHOT_EVERY
 
 log = logging.getLogger("opensim_pinn")
 
@@ -26,12 +27,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"opensim-pinn: error: {message}; see '{self.prog} --help'\n")
 
 
-def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True) -> None:
+def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True,
+                   required: bool = True) -> None:
+    needed = "" if required else " (needed unless --resume)"
     if model:
-        parser.add_argument("--model", required=True, metavar="MODEL.osim", help="scaled OpenSim model")
-    parser.add_argument("--motion", required=True, metavar="IK.mot", action="append" if several else None,
+        parser.add_argument("--model", required=required, metavar="MODEL.osim", help="scaled OpenSim model" + needed)
+    parser.add_argument("--motion", required=required, metavar="IK.mot", action="append" if several else None,
                         help="inverse-kinematics coordinates (.mot/.sto)"
-                        + (", repeat to train on several trials" if several else ""))
+                        + (", repeat to train on several trials" if several else "") + needed)
     parser.add_argument("--external-loads", metavar="LOADS.xml", action="append" if several else None,
                         help="OpenSim ExternalLoads file with its ground reaction force data"
                         + (", one per --motion, in the same order" if several else ""))
@@ -59,9 +62,10 @@ def _device_option(parser, what: str):
                         help=f"where {what} (default cpu)")
 
 
-def _out_options(parser, default=None):
-    parser.add_argument("--out", required=default is None, default=default, metavar="DIR",
-                        help="output folder" + (f" (default {default})" if default else ""))
+def _out_options(parser, default=None, *, required: bool = True):
+    parser.add_argument("--out", required=required and default is None, default=default, metavar="DIR",
+                        help="output folder" + (f" (default {default})" if default else "")
+                        + ("" if required else " (needed unless --resume)"))
     parser.add_argument("--force", action="store_true", help="replace existing output files")
 
 
@@ -102,8 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the network on trials, label-free",
                                 description="Train the PI-MJCA-BiGRU network on one or more trials of a "
                                 "model with the physics-informed loss (no labels). Writes checkpoint.pt and "
-                                "history.csv.")
-    _trial_options(train, several=True)
+                                "history.csv. While it trains, resume.pt in --out keeps a snapshot: after "
+                                "Ctrl-C or a killed process, 'opensim-pinn train --resume DIR' finishes the run "
+                                "as if it had not stopped.")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the interrupted training whose --out was RUN_DIR, with its settings "
+                            "(give no other training option)")
+    _trial_options(train, several=True, required=False)
     _reserves_option(train)
     _lowpass_option(train)
     _step_option(train)
@@ -114,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn"),
                        help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
                             "cnn: a temporal CNN in place of the attention")
-    _out_options(train)
+    train.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="N",
+                       help=f"epochs between snapshots for --resume (default {DEFAULT_SNAPSHOT_EVERY})")
+    _out_options(train, required=False)
+    train.set_defaults(command_parser=train)
 
     predict = commands.add_parser("predict", help="activations and forces of a new trial from a checkpoint",
                                   description="Predict muscle activations and forces for a motion with a "
@@ -145,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Dispatch a parsed command line to the API."""
+    progress = sys.stderr.isatty() and not args.quiet  # progress bars on a terminal only, not in logs
     if args.command == "inspect":
         from .model_report import format_report, inspect_model
 
@@ -159,6 +172,10 @@ def run(args: argparse.Namespace) -> None:
                                      solver=args.solver, force=args.force)
         print(f"{args.solver} static optimization: {result['n_frames']} frames in "
               f"{result['timing']['wall_s']:.3f} s; wrote {', '.join(result['files'])}")
+    elif args.command == "train" and args.resume is not None:
+        from .train import resume_training
+
+        print(json.dumps(resume_training(args.resume, progress=progress), indent=2, default=str))
     elif args.command == "train":
         from .train import train_network
 
@@ -166,7 +183,8 @@ def run(args: argparse.Namespace) -> None:
                                 start=args.start, end=args.end, lowpass=args.lowpass, step_interval=args.step_interval,
                                 epochs=args.epochs,
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
-                                architecture=args.architecture, out=args.out, force=args.force)
+                                architecture=args.architecture, out=args.out, force=args.force,
+                                snapshot_every=args.snapshot_every, progress=progress)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "predict":
         from .predict import predict
@@ -184,7 +202,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "demo":
         from .demo import run_demo
 
-        summary = run_demo(args.out, force=args.force)
+        summary = run_demo(args.out, force=args.force, progress=progress)
         print(json.dumps(summary, indent=2, default=str))
 
 
@@ -196,6 +214,8 @@ def check_options(args: argparse.Namespace) -> None:
     InputError
         With a one-line message naming the option or file.
     """
+    if args.command == "train":
+        _check_train_options(args)
     step_interval = getattr(args, "step_interval", None)
     if step_interval is not None and step_interval < 1:
         raise InputError(f"--step-interval must be 1 or more (analyse every N-th frame), got {step_interval}")
@@ -233,6 +253,35 @@ def check_options(args: argparse.Namespace) -> None:
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu")
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """``train`` needs --model, --motion and --out, unless it resumes a run (which brings its own settings)."""
+    settings = ("model", "motion", "external_loads", "start", "end", "reserves", "lowpass", "step_interval",
+                "epochs", "time_limit", "seed", "device", "architecture", "snapshot_every", "out", "force")
+    if args.resume is not None:
+        given = [f"--{name.replace('_', '-')}" for name in settings
+                 if getattr(args, name) != args.command_parser.get_default(name)]
+        if given:
+            raise InputError(f"--resume continues a run with the settings it began with; leave out {', '.join(given)}")
+        return
+    missing = [f"--{name}" for name in ("model", "motion", "out") if getattr(args, name) is None]
+    if missing:
+        raise InputError(f"train needs {', '.join(missing)} (or --resume RUN_DIR); see 'opensim-pinn train --help'")
+    if args.snapshot_every < 1:
+        raise InputError(f"--snapshot-every must be 1 or more, got {args.snapshot_every}")
+
+
+def _interrupted_outputs(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: a training snapshot to resume, or nothing."""
+    from pathlib import Path
+
+    from .snapshots import RESUME_FILE
+
+    run_dir = (args.resume or args.out) if args.command == "train" else None
+    if run_dir is not None and (Path(run_dir) / RESUME_FILE).is_file():
+        return f"continue the training with 'opensim-pinn train --resume {run_dir}'"
+    return "outputs of this run were not written"
 
 
 def _as_list(value) -> list:
@@ -281,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("opensim-pinn: interrupted; outputs of this run were not written", file=sys.stderr)
+        print(f"opensim-pinn: interrupted; {_interrupted_outputs(args)}", file=sys.stderr)
         return 130
     return 0
 

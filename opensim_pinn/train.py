@@ -66,6 +66,7 @@ from . import __version__
 from .errors import InputError
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
+from .snapshots import DEFAULT_SNAPSHOT_EVERY
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ DEFAULT_EPOCHS = 1000
 
 CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
 CHECKPOINT_VERSION = 1
+
+TRAIN_OUTPUTS = ("checkpoint.pt", "history.csv")
+"""What :func:`train_network` writes into its output folder."""
 
 HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
                    "total")
@@ -252,7 +256,8 @@ class Trainer:
         self.progress = progress
 
     # ---- fitting ------------------------------------------------------------------
-    def fit(self, trials, info, muscle_model, *, polynomials=None) -> "Trainer":
+    def fit(self, trials, info, muscle_model, *, polynomials=None, resume: dict | None = None,
+            snapshot=None, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> "Trainer":
         """Train on ``trials`` (list of :class:`~opensim_pinn.trial.Trial` of the model ``info``).
 
         Parameters
@@ -263,6 +268,12 @@ class Trainer:
         muscle_model : MusculoskeletalModel
         polynomials : list of PathPolynomial, optional
             The path polynomials of ``muscle_model``; needed by :meth:`save`.
+        resume : dict, optional
+            :meth:`training_state` of an interrupted fit with the same trials and
+            settings: training goes on after its last epoch, as if never stopped.
+        snapshot : callable, optional
+            Called with :meth:`training_state` before the first epoch and then
+            every ``snapshot_every`` epochs.
         """
         config = self.config
         device = check_device(config.device)
@@ -292,23 +303,40 @@ class Trainer:
                                          n_muscles).to(device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.history = []
-        with torch_threads(config.threads):
-            self._train(batches, loss, n_frames)
+        if resume is not None:
+            self.network.load_state_dict(resume["network_state"])
+            self.optimizer.load_state_dict(resume["optimizer_state"])
+            self.history = list(resume["history"])
+        with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)  # training's own random state (dropout), restored on resume
+            if resume is not None:
+                torch.set_rng_state(resume["rng_state"])
+            self._train(batches, loss, n_frames, snapshot, snapshot_every)
         self.network.eval()
         return self
 
-    def _train(self, batches, loss: PhysicsLoss, n_frames: int) -> None:
+    def training_state(self) -> dict:
+        """Where training stands after the last epoch of :attr:`history`: what ``fit(resume=...)`` continues from."""
+        return {"epochs_done": len(self.history),
+                "network_state": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
+                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history),
+                "rng_state": torch.get_rng_state()}
+
+    def _train(self, batches, loss: PhysicsLoss, n_frames: int, snapshot, snapshot_every: int) -> None:
         from tqdm.auto import tqdm
 
         config = self.config
         lower, upper = self._bounds(loss.min_control.device)
         warmup_steps = max(1, int(config.warmup * config.epochs))
-        began = time.perf_counter()
-        bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not self.progress, leave=False,
-                   mininterval=0.5)
+        first = len(self.history)
+        began = time.perf_counter() - (self.history[-1]["wall_s"] if self.history else 0.0)
+        bar = tqdm(total=config.epochs, initial=first, desc="training", unit="epoch", disable=not self.progress,
+                   leave=False, mininterval=0.5)
         self.network.train()
         try:
-            for epoch in range(config.epochs):
+            for epoch in range(first, config.epochs):
+                if snapshot is not None and epoch % snapshot_every == 0:
+                    snapshot(self.training_state())
                 elapsed = time.perf_counter() - began
                 if config.time_limit_s is not None and elapsed >= config.time_limit_s:
                     log.info("training: time limit reached after %d epochs (%.0f s)", epoch, elapsed)
@@ -623,8 +651,12 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> dict:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
+
+    While training, ``out/resume.pt`` holds a snapshot every ``snapshot_every``
+    epochs, from which :func:`resume_training` continues an interrupted run; it is
+    removed when the checkpoint is written.
 
     Parameters
     ----------
@@ -649,7 +681,9 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     out : path
         Output folder.
     force : bool
-        Replace existing output files.
+        Replace existing output files (and the snapshot of an interrupted run).
+    snapshot_every : int
+        Epochs between snapshots.
 
     Returns
     -------
@@ -659,14 +693,9 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         ``training_agreement``: per trial, the median R^2 of the network's muscle
         forces against the project's fast Static Optimization on that trial.
     """
-    from .child import run_in_child
-    from .muscle import MusculoskeletalModel
     from .outputs import OutputFolder
-    from .paths import load_or_fit_paths
-    from .predict import model_state_variables
-    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+    from .snapshots import RESUME_FILE
 
-    began = time.perf_counter()
     check_device(device)
     motions = [motions] if isinstance(motions, (str, Path)) else list(motions)
     if not motions:
@@ -681,21 +710,70 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                          "motion, in the same order")
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be 1 or more, got {epochs}")
-    config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS, time_limit_s=time_limit, seed=seed, device=device,
-                         network=NetworkConfig(architecture=architecture))
-    names = ["checkpoint.pt", "history.csv"]
-    output = OutputFolder(out, names, force=force)
-    output.check()
-    info = load_model_info(model, reserves)
-    for motion, loads in zip(motions, external_loads):  # every input checked before the long work
-        load_kinematics(info, motion, loads, start=start, end=end, lowpass=lowpass, step_interval=step_interval)
+    if snapshot_every < 1:
+        raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
+    OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
+    if (Path(out) / RESUME_FILE).exists() and not force:
+        raise InputError(f"{out}: holds an interrupted training ({RESUME_FILE}); continue it with "
+                         f"'opensim-pinn train --resume {out}', or use --force to start again")
+
+    def absolute(path):
+        return None if path is None else str(Path(path).resolve())
+
+    arguments = {"model": absolute(model), "motions": [absolute(m) for m in motions],
+                 "external_loads": [absolute(x) for x in external_loads],
+                 "reserves": reserves if reserves in (None, "auto") else absolute(reserves),
+                 "start": start, "end": end, "lowpass": lowpass, "step_interval": step_interval,
+                 "epochs": epochs or DEFAULT_EPOCHS, "time_limit": time_limit, "seed": seed, "device": device,
+                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every}
+    return _run_training(arguments, Path(out), progress=progress)
+
+
+def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
+    """Continue the interrupted :func:`train_network` whose ``out`` was ``run_dir``.
+
+    The run's arguments come from its snapshot (``run_dir/resume.pt``); the
+    epochs not done are trained, and the checkpoint is the one the uninterrupted
+    run would have written. Returns :func:`train_network`'s summary, plus
+    ``resumed_at_epoch``.
+
+    Raises
+    ------
+    InputError
+        See :func:`opensim_pinn.snapshots.read_snapshot`; also a run that was
+        trained on CUDA where no GPU is now.
+    """
+    from .outputs import OutputFolder
+    from .snapshots import read_snapshot
+
+    snapshot = read_snapshot(run_dir)
+    arguments = snapshot["arguments"]
+    check_device(arguments["device"])
+    OutputFolder(run_dir, list(TRAIN_OUTPUTS), force=arguments["force"]).check()
+    summary = _run_training(arguments, Path(run_dir), progress=progress, resume=snapshot["training"])
+    return {**summary, "resumed_at_epoch": snapshot["training"]["epochs_done"]}
+
+
+def _run_training(arguments: dict, out: Path, *, progress: bool, resume: dict | None = None) -> dict:
+    """Check every input, prepare the trials, fit the paths, train (snapshotting) and write the outputs."""
+    from .child import run_in_child
+    from .muscle import MusculoskeletalModel
+    from .outputs import OutputFolder
+    from .paths import load_or_fit_paths
+    from .predict import model_state_variables
+    from .snapshots import RESUME_FILE, file_digests, input_files, write_snapshot
+    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+
+    began = time.perf_counter()
+    a = arguments
+    window = {"start": a["start"], "end": a["end"], "lowpass": a["lowpass"], "step_interval": a["step_interval"]}
+    info = load_model_info(a["model"], a["reserves"])
+    for motion, loads in zip(a["motions"], a["external_loads"]):  # every input checked before the long work
+        load_kinematics(info, motion, loads, **window)
     trials = []
-    for motion, loads in zip(motions, external_loads):
-        trial, info = prepare_trial(TrialSettings(model=str(model), motion=str(motion),
-                                                  external_loads=None if loads is None else str(loads),
-                                                  reserves=None if reserves is None else str(reserves),
-                                                  start=start, end=end, lowpass=lowpass,
-                                                  step_interval=step_interval))
+    for motion, loads in zip(a["motions"], a["external_loads"]):
+        trial, info = prepare_trial(TrialSettings(model=a["model"], motion=motion, external_loads=loads,
+                                                  reserves=a["reserves"], **window))
         trials.append(trial)
     prepared = time.perf_counter()
     q = np.concatenate([t.q for t in trials])
@@ -704,18 +782,24 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                                     [m.name for m in info.muscles])
     muscle_model = MusculoskeletalModel(info, polynomials)
     fitted = time.perf_counter()
-    trainer = Trainer(config, progress=progress).fit(trials, info, muscle_model, polynomials=polynomials)
+    config = TrainConfig(epochs=a["epochs"], time_limit_s=a["time_limit"], seed=a["seed"], device=a["device"],
+                         network=NetworkConfig(architecture=a["architecture"]))
+    digests = file_digests(input_files(arguments))
+    trainer = Trainer(config, progress=progress).fit(
+        trials, info, muscle_model, polynomials=polynomials, resume=resume, snapshot_every=a["snapshot_every"],
+        snapshot=lambda training: write_snapshot(out, arguments, digests, training))
     trained = time.perf_counter()
-    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, str(model))
-    with output as staging:
+    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, a["model"])
+    with OutputFolder(out, list(TRAIN_OUTPUTS), force=a["force"]) as staging:
         trainer.save(staging / "checkpoint.pt")
         trainer.write_history(staging / "history.csv")
+    (out / RESUME_FILE).unlink(missing_ok=True)
     last = trainer.history[-1] if trainer.history else {}
     return {
-        "files": [str(Path(out) / n) for n in names],
+        "files": [str(out / n) for n in TRAIN_OUTPUTS],
         "trials": [t.name for t in trials], "n_frames": sum(len(t.time) for t in trials),
         "muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
-        "epochs": len(trainer.history), "architecture": architecture,
+        "epochs": len(trainer.history), "architecture": a["architecture"],
         "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
         "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
         "wall_s": {"trials": round(prepared - began, 3), "paths": round(fitted - prepared, 3),

@@ -1,0 +1,229 @@
+"""Training survives interruption: ``opensim-pinn train --resume RUN_DIR`` (opensim_pinn.snapshots).
+
+A real ``opensim-pinn train`` on arm26 (in its own process) is killed with
+SIGKILL, or interrupted with SIGINT (Ctrl-C), once its snapshot has passed
+:data:`KILL_AFTER_EPOCHS`; ``--resume`` then finishes it, and the result is
+compared with an uninterrupted run of the same settings and seed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from opensim_pinn import cli
+from opensim_pinn.snapshots import RESUME_FILE
+
+from test_robustness_inputs import assert_refused
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ARM26 = ROOT.parent / "shared" / "data" / "arm26"
+EPOCHS = 600
+SNAPSHOT_EVERY = 25
+KILL_AFTER_EPOCHS = 100
+LOSS_RTOL = 1e-6
+"""Final loss of a resumed run vs the uninterrupted one. The resumed run repeats the same float32
+operations in the same order (one thread), so on one machine the two agree exactly; the tolerance
+only admits a summation order changed by the BLAS library."""
+WEIGHT_ATOL = 1e-6
+"""Largest difference of any network weight between the resumed and the uninterrupted run (same reason)."""
+
+
+@pytest.fixture(scope="module")
+def arm26_files(tmp_path_factory) -> dict[str, Path]:
+    """A copy of arm26's model and motion (tests may change them)."""
+    if not SHARED_ARM26.is_dir():
+        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
+    folder = tmp_path_factory.mktemp("arm26")
+    for name in ("arm26.osim", "arm26_InverseKinematics.mot"):
+        shutil.copy(SHARED_ARM26 / name, folder / name)
+    return {"model": folder / "arm26.osim", "motion": folder / "arm26_InverseKinematics.mot"}
+
+
+def train_argv(files: dict, out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", str(files["model"]), "--motion", str(files["motion"]), "--epochs", str(EPOCHS),
+            "--snapshot-every", str(SNAPSHOT_EVERY), "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(arm26_files, tmp_path_factory) -> dict:
+    """The checkpoint of a run that was never stopped."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert cli.main(["-q", *train_argv(arm26_files, out)]) == 0
+    assert not (out / RESUME_FILE).exists(), "a finished run leaves no snapshot"
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def start_training(files: dict, out: Path) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "opensim_pinn.cli", "-q", *train_argv(files, out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+
+
+def snapshot_epochs(out: Path) -> int:
+    """Epochs done in the run's current snapshot (0 while there is none)."""
+    path = out / RESUME_FILE
+    if not path.is_file():
+        return 0
+    return torch.load(path, weights_only=True)["training"]["epochs_done"]
+
+
+def interrupt_mid_run(files: dict, out: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start ``train``, send ``sig`` once a snapshot past KILL_AFTER_EPOCHS exists; the finished process."""
+    process = start_training(files, out)
+    deadline = time.monotonic() + 300
+    while snapshot_epochs(out) < KILL_AFTER_EPOCHS:
+        assert process.poll() is None, f"training ended before it could be interrupted:\n{process.stderr.read()}"
+        assert time.monotonic() < deadline, "no snapshot within 5 minutes"
+        time.sleep(0.05)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def assert_same_result(resumed: dict, reference: dict) -> None:
+    assert len(resumed["history"]) == len(reference["history"]) == EPOCHS
+    final, expected = resumed["history"][-1]["total"], reference["history"][-1]["total"]
+    assert final == pytest.approx(expected, rel=LOSS_RTOL)
+    for name, weight in reference["network_state"].items():
+        difference = (resumed["network_state"][name] - weight).abs().max().item()
+        assert difference <= WEIGHT_ATOL, f"{name} differs by {difference}"
+    for column in ("dynamics", "performance", "total"):  # the whole loss curve, not only its end
+        assert [row[column] for row in resumed["history"]] == pytest.approx(
+            [row[column] for row in reference["history"]], rel=LOSS_RTOL)
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(arm26_files, uninterrupted, tmp_path, capfd):
+    out = tmp_path / "run"
+    killed = interrupt_mid_run(arm26_files, out, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in out.iterdir()) == [RESUME_FILE], "only the snapshot, never half a file"
+    stopped_at = snapshot_epochs(out)
+    assert KILL_AFTER_EPOCHS <= stopped_at < EPOCHS
+
+    assert cli.main(["-q", "train", "--resume", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv"]
+    assert_same_result(torch.load(out / "checkpoint.pt", weights_only=True), uninterrupted)
+    assert f'"resumed_at_epoch": {stopped_at}' in capfd.readouterr().out
+
+
+def test_ctrl_c_keeps_the_snapshot_and_says_how_to_resume(arm26_files, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    interrupted = interrupt_mid_run(arm26_files, out, signal.SIGINT)
+    assert interrupted.returncode == 130
+    lines = interrupted.stderr.strip().splitlines()
+    assert lines == [f"opensim-pinn: interrupted; continue the training with 'opensim-pinn train --resume {out}'"]
+    assert sorted(p.name for p in out.iterdir()) == [RESUME_FILE]
+
+    assert cli.main(["-q", "train", "--resume", str(out)]) == 0
+    assert_same_result(torch.load(out / "checkpoint.pt", weights_only=True), uninterrupted)
+
+
+# ---- refusals: exit 2, one line, nothing changed -------------------------------------------
+
+@pytest.fixture()
+def interrupted_run(arm26_files, tmp_path) -> Path:
+    """A run folder as a killed training leaves it: a snapshot only (made by stopping training early)."""
+    import opensim_pinn.snapshots
+    import opensim_pinn.train
+
+    out = tmp_path / "run"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_snapshot(trainer_state):
+        if trainer_state["epochs_done"] >= SNAPSHOT_EVERY:
+            raise Stop
+
+    real_write = opensim_pinn.snapshots.write_snapshot
+
+    def write_then_maybe_stop(run_dir, arguments, digests, training):
+        real_write(run_dir, arguments, digests, training)
+        stop_after_first_snapshot(training)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(opensim_pinn.snapshots, "write_snapshot", write_then_maybe_stop)
+        with pytest.raises(Stop):
+            opensim_pinn.train.train_network(str(arm26_files["model"]), [str(arm26_files["motion"])], epochs=EPOCHS,
+                                             snapshot_every=SNAPSHOT_EVERY, out=out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [RESUME_FILE]
+    return out
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_new_training_into_an_interrupted_run_is_refused(arm26_files, interrupted_run, capfd):
+    before = _snapshot(interrupted_run)
+    code = cli.main(train_argv(arm26_files, interrupted_run))
+    assert_refused(capfd, code, "holds an interrupted training (resume.pt)",
+                   f"'opensim-pinn train --resume {interrupted_run}'", "--force")
+    assert _snapshot(interrupted_run) == before
+
+
+def test_force_starts_again(arm26_files, interrupted_run, uninterrupted):
+    assert cli.main(["-q", *train_argv(arm26_files, interrupted_run, "--force")]) == 0
+    assert sorted(p.name for p in interrupted_run.iterdir()) == ["checkpoint.pt", "history.csv"]
+    assert_same_result(torch.load(interrupted_run / "checkpoint.pt", weights_only=True), uninterrupted)
+
+
+@pytest.mark.parametrize("option", [["--epochs", "10"], ["--out", "elsewhere"], ["--seed", "3"],
+                                    ["--model", "arm26.osim"], ["--force"]])
+def test_resume_with_other_settings_is_refused(interrupted_run, capfd, option):
+    before = _snapshot(interrupted_run)
+    code = cli.main(["train", "--resume", str(interrupted_run), *option])
+    assert_refused(capfd, code, "--resume continues a run with the settings it began with", f"leave out {option[0]}")
+    assert _snapshot(interrupted_run) == before
+
+
+def test_resume_after_an_input_changed_is_refused(arm26_files, interrupted_run, capfd, tmp_path):
+    motion = arm26_files["motion"]
+    original = motion.read_bytes()
+    try:
+        motion.write_bytes(original.replace(b"\n", b"\r\n"))  # the same numbers; still a different file
+        before = _snapshot(interrupted_run)
+        code = cli.main(["train", "--resume", str(interrupted_run)])
+        assert_refused(capfd, code, f"the training's input {motion} changed since the run began", "--force")
+        assert _snapshot(interrupted_run) == before
+    finally:
+        motion.write_bytes(original)
+
+
+def test_resume_after_an_input_was_removed_is_refused(arm26_files, interrupted_run, capfd, tmp_path):
+    model = arm26_files["model"]
+    moved = tmp_path / "moved.osim"
+    model.rename(moved)
+    try:
+        code = cli.main(["train", "--resume", str(interrupted_run)])
+        assert_refused(capfd, code, f"the training's input {model} is gone")
+    finally:
+        moved.rename(model)
+
+
+def test_resume_of_a_folder_without_a_run(tmp_path, capfd):
+    assert_refused(capfd, cli.main(["train", "--resume", str(tmp_path / "nowhere")]), "no such folder")
+    assert_refused(capfd, cli.main(["train", "--resume", str(tmp_path)]),
+                   "holds no interrupted training (resume.pt is missing)")
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert_refused(capfd, cli.main(["train", "--resume", str(tmp_path)]), "its training finished")
+    (tmp_path / RESUME_FILE).write_text("not a snapshot")
+    assert_refused(capfd, cli.main(["train", "--resume", str(tmp_path)]), "not an opensim-pinn training snapshot")
+    torch.save({"format": "something else"}, tmp_path / RESUME_FILE)
+    assert_refused(capfd, cli.main(["train", "--resume", str(tmp_path)]), "not an opensim-pinn training snapshot")
+
+
+def test_train_needs_model_motion_and_out_without_resume(capfd):
+    assert_refused(capfd, cli.main(["train", "--epochs", "3"]), "train needs --model, --motion, --out",
+                   "--resume RUN_DIR")
+    assert_refused(capfd, cli.main(["train", "--model", "m.osim", "--motion", "m.mot", "--out", "x",
+                                    "--snapshot-every", "0"]), "--snapshot-every must be 1 or more")
