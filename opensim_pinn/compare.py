@@ -73,7 +73,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     output = OutputFolder(out, list(OUTPUTS), force=force)
     output.check()
     info = load_model_info(model, reserves)
-    check_model_matches(trainer, info)
+    check_model_matches(trainer, info, model, checkpoint)
     lowpass = trainer.lowpass
     began = time.perf_counter()
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,

@@ -78,7 +78,8 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     trainer = Trainer.load(checkpoint, device=device)
     began = time.perf_counter()
     kinematics = load_kinematics(trainer.info, motion, external_loads, start=start, end=end,
-                                 lowpass=trainer.lowpass)
+                                 lowpass=trainer.lowpass, checkpoint=checkpoint)
+    trainer.check_kinematics(kinematics)  # before the output check: every input error comes first
     read_s = time.perf_counter() - began
     name = kinematics.name
     names = [f"{name}_forces.sto", f"{name}_activations.sto", f"{name}_states.sto"]
@@ -182,14 +183,16 @@ def model_state_variables(model: str) -> list[str]:
     return [names.get(i) for i in range(names.getSize())]
 
 
-def check_model_matches(trainer, info) -> None:
-    """Raise :class:`InputError` if ``info``'s muscles or coordinates are not the checkpoint's."""
+def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path) -> None:
+    """Raise :class:`InputError` if the muscles or coordinates of ``info`` (read from ``model``) differ from the
+    checkpoint's."""
     muscles = [m.name for m in info.muscles]
     coordinates = [c.name for c in info.free_coordinates]
     if muscles != list(trainer.muscles) or coordinates != list(trainer.coordinates):
-        raise InputError(f"the model {info.name} ({len(muscles)} muscles, {len(coordinates)} unlocked coordinates) "
-                         f"is not the one the checkpoint was trained on ({trainer.info.name}: "
-                         f"{len(trainer.muscles)} muscles, {len(trainer.coordinates)} coordinates)")
+        raise InputError(f"{model}: the model {info.name} ({len(muscles)} muscles, {len(coordinates)} unlocked "
+                         f"coordinates) is not the one the checkpoint {checkpoint} was trained on "
+                         f"({trainer.info.name}: {len(trainer.muscles)} muscles, {len(trainer.coordinates)} "
+                         "coordinates); give that model, or a checkpoint trained on this one")
 
 
 __all__ = ["predict", "timed_inference", "states_table"]

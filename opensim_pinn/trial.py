@@ -106,8 +106,12 @@ class Trial(Kinematics):
 
 def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | Path | None = None, *,
                     start: float | None = None, end: float | None = None,
-                    lowpass: float | None = DEFAULT_LOWPASS_HZ, step_interval: int = 1) -> Kinematics:
+                    lowpass: float | None = DEFAULT_LOWPASS_HZ, step_interval: int = 1,
+                    checkpoint: str | Path | None = None) -> Kinematics:
     """Read, check, filter and differentiate a motion for ``info``'s model (no OpenSim run).
+
+    ``checkpoint``: the checkpoint that ``info`` comes from (predict takes no
+    model file); messages about the model then name it.
 
     Raises
     ------
@@ -118,7 +122,7 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
     """
     motion = Path(motion)
     table = read_storage(motion)
-    columns = _match_coordinates(table.labels, info, motion)
+    columns = _match_coordinates(table.labels, info, motion, checkpoint)
     q = to_radians(table, info.rotational)[:, columns]
     _check_angles(q, info, motion, table.in_degrees)
     if table.n_frames < MIN_FRAMES:
@@ -300,17 +304,24 @@ def _with_locked(info: ModelInfo, kinematics: Kinematics):
     return (names, *arrays)
 
 
-def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path) -> list[int]:
+def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path,
+                       checkpoint: str | Path | None = None) -> list[int]:
     """Column of each unlocked model coordinate in the motion (plain or ``/jointset/.../value`` labels)."""
     short = [label.split("/")[-2] if label.endswith("/value") else label for label in labels]
     wanted = [c.name for c in info.free_coordinates]
     missing = [name for name in wanted if name not in short]
     if missing:
         known = set(short) & {c.name for c in info.coordinates}
-        hint = "" if known else " (no column matches a coordinate of this model: is it the right model?)"
+        if checkpoint is None:
+            model, question, fix = (f"model {info.name}", "is it the right model?",
+                                    "give the inverse-kinematics motion of this model")
+        else:
+            model = f"model {info.name}, which the checkpoint {checkpoint} was trained on"
+            question = "are the motion and the checkpoint of the same model?"
+            fix = "give a motion of that model, or the checkpoint trained on this motion's model"
+        hint = "" if known else f" (no column matches a coordinate of this model: {question})"
         raise InputError(f"{motion}: no column for coordinate(s) {', '.join(missing[:12])}"
-                         f"{' ...' if len(missing) > 12 else ''} of model {info.name}{hint}; give the "
-                         "inverse-kinematics motion of this model")
+                         f"{' ...' if len(missing) > 12 else ''} of {model}{hint}; {fix}")
     extra = [label for label in short if label not in {c.name for c in info.coordinates}]
     if extra:
         log.warning("%s: ignoring columns that are not coordinates of %s: %s", motion, info.name,

@@ -5,7 +5,7 @@
 place, Ctrl-C), :func:`write_storage` for atomic writes, and the
 ``static-opt`` command end to end (the Static Optimization itself replaced by a
 fixed result, so that only the writing is timed; one real OpenSim run checks the
-whole chain with relative paths).
+whole chain with relative paths), and a second ``predict`` into a folder of results.
 """
 
 from __future__ import annotations
@@ -352,3 +352,50 @@ def test_real_opensim_static_optimization_with_relative_paths(arm26, capfd):
     forces = read_storage(arm26 / "results" / "arm26_InverseKinematics_StaticOptimization_force.sto")
     assert forces.n_frames == 25 and "BIClong" in forces.labels
     assert np.all(np.isfinite(forces.data))
+
+
+# ---- predict end to end -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def arm26_checkpoint(tmp_path_factory) -> Path:
+    """arm26 trained briefly (5 epochs): a real checkpoint for predict."""
+    if not SHARED_ARM26.is_dir():
+        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
+    from opensim_pinn.train import train_network
+
+    folder = tmp_path_factory.mktemp("arm26_checkpoint")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        train_network(str(SHARED_ARM26 / "arm26.osim"), [str(SHARED_ARM26 / "arm26_InverseKinematics.mot")],
+                      reserves=str(SHARED_ARM26 / "arm26_Reserve_Actuators.xml"), epochs=5, out=folder / "run",
+                      progress=False)
+    return folder / "run" / "checkpoint.pt"
+
+
+def test_second_predict_refuses_without_force_and_replaces_with_it(arm26, arm26_checkpoint, capfd):
+    predict = ["predict", "--checkpoint", str(arm26_checkpoint), "--motion", "arm26_InverseKinematics.mot",
+               "--out", "results"]
+    assert cli.main(predict + ["--end", "0.5"]) == 0, capfd.readouterr().err
+    out = arm26 / "results"
+    names = ["arm26_InverseKinematics_forces.sto", "arm26_InverseKinematics_activations.sto",
+             "arm26_InverseKinematics_states.sto"]
+    before = _snapshot(out)
+    assert sorted(before) == sorted(names)
+    stats = {name: (out / name).stat() for name in names}
+    assert read_storage(out / names[0]).time[-1] == pytest.approx(0.5)
+    capfd.readouterr()
+
+    assert cli.main(predict) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("opensim-pinn: error: results: already holds")
+    assert "--force" in err and "Traceback" not in err
+    assert _snapshot(out) == before, "the existing results are byte-identical"
+    assert all((out / name).stat().st_mtime_ns == stats[name].st_mtime_ns for name in names)
+
+    assert cli.main(predict + ["--force"]) == 0, capfd.readouterr().err
+    after = _snapshot(out)
+    assert sorted(after) == sorted(names)
+    assert all(after[name] != before[name] for name in names), "every file is replaced by the whole trial's"
+    assert read_storage(out / names[0]).time[-1] == pytest.approx(1.0)
+    assert all((out / name).stat().st_ino != stats[name].st_ino for name in names), "freshly written files"
+    assert _no_staging_left(arm26)
