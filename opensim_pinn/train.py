@@ -492,12 +492,8 @@ class Trainer:
         Raises
         ------
         InputError
-            Missing file, or not an opensim-pinn checkpoint.
+            Missing file, not an opensim-pinn checkpoint, damaged, or ``device`` unavailable.
         """
-        from .muscle import MusculoskeletalModel
-        from .osim import model_info_from_dict
-        from .paths import PathPolynomial
-
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: checkpoint not found; give the checkpoint.pt written by 'opensim-pinn train'")
@@ -511,8 +507,23 @@ class Trainer:
         if state.get("format_version", 0) > CHECKPOINT_VERSION:
             raise InputError(f"{path}: checkpoint format {state['format_version']} is newer than this "
                              f"opensim-pinn ({__version__}) reads; upgrade opensim-pinn")
+        torch_device = check_device(device)
+        try:
+            return cls._from_state(state, torch_device)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+            reason = _one_line(error)
+            raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
+                             "with 'opensim-pinn train'") from None
+
+    @classmethod
+    def _from_state(cls, state: dict, device: torch.device) -> "Trainer":
+        """The Trainer of a checkpoint's :meth:`state`, its network on ``device``."""
+        from .muscle import MusculoskeletalModel
+        from .osim import model_info_from_dict
+        from .paths import PathPolynomial
+
         trainer = cls(TrainConfig.from_dict(state["train_config"]), progress=False)
-        trainer.config.device = device
+        trainer.config.device = str(device)
         info = model_info_from_dict(state["model_info"])
         polynomials = [PathPolynomial(muscle=p["muscle"], coordinates=p["coordinates"],
                                       exponents=np.array(p["exponents"], dtype=int).reshape(
@@ -529,7 +540,7 @@ class Trainer:
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
                                         len(trainer.grf_labels), len(trainer.muscles))
         trainer.network.load_state_dict(state["network_state"])
-        trainer.network.to(check_device(device)).eval()
+        trainer.network.to(device).eval()
         trainer.optimizer = torch.optim.Adam(trainer.network.parameters(), lr=trainer.config.learning_rate)
         if state.get("optimizer_state"):
             trainer.optimizer.load_state_dict(state["optimizer_state"])
@@ -628,6 +639,12 @@ class Trainer:
                 raise InputError("the network was trained without external loads; leave out --external-loads")
             raise InputError(f"the external loads give forces {labels}, the network was trained with "
                              f"{self.grf_labels}")
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type if it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,

@@ -634,13 +634,11 @@ def _network_does_not_fit(case):
 DAMAGED_CHECKPOINT_CASES = {"incomplete": _incomplete_checkpoint, "network_does_not_fit": _network_does_not_fit}
 
 
-@pytest.mark.xfail(reason="Trainer.load (train.py) lets KeyError/RuntimeError of a damaged checkpoint through",
-                   strict=True)
 @pytest.mark.parametrize("command, name", _params(TAKES_CHECKPOINT, DAMAGED_CHECKPOINT_CASES))
 def test_damaged_checkpoint(trained_arm26, capfd, command, name):
     DAMAGED_CHECKPOINT_CASES[name](trained_arm26)
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command), str(trained_arm26.checkpoint),
-                           "checkpoint")
+                           "damaged or incompatible opensim-pinn checkpoint", "train it again")
 
 
 @pytest.mark.parametrize("command", TAKES_CHECKPOINT)
