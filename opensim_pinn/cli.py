@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+import time
 
 from . import __version__
 from .errors import InputError, OpenSimCrash, require_file
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "as if it had not stopped.")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the interrupted training whose --out was RUN_DIR, with its settings "
-                            "(give no other training option)")
+                            "(give no other training option); on the CPU it ends with the weights of an "
+                            "uninterrupted run (not with --time-limit)")
     _trial_options(train, several=True, required=False)
     _reserves_option(train)
     _lowpass_option(train)
@@ -257,11 +259,10 @@ def check_options(args: argparse.Namespace) -> None:
 
 def _check_train_options(args: argparse.Namespace) -> None:
     """``train`` needs --model, --motion and --out, unless it resumes a run (which brings its own settings)."""
-    settings = ("model", "motion", "external_loads", "start", "end", "reserves", "lowpass", "step_interval",
-                "epochs", "time_limit", "seed", "device", "architecture", "snapshot_every", "out", "force")
     if args.resume is not None:
-        given = [f"--{name.replace('_', '-')}" for name in settings
-                 if getattr(args, name) != args.command_parser.get_default(name)]
+        not_settings = {"command", "command_parser", "resume", "verbose", "quiet", "debug"}
+        given = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                 if name not in not_settings and value != args.command_parser.get_default(name)]
         if given:
             raise InputError(f"--resume continues a run with the settings it began with; leave out {', '.join(given)}")
         return
@@ -272,16 +273,14 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise InputError(f"--snapshot-every must be 1 or more, got {args.snapshot_every}")
 
 
-def _interrupted_outputs(args: argparse.Namespace) -> str:
-    """What an interrupted command leaves: a training snapshot to resume, or nothing."""
-    from pathlib import Path
-
-    from .snapshots import RESUME_FILE
+def _resume_hint(args: argparse.Namespace, since: float) -> str | None:
+    """How to continue a training this command left unfinished (a snapshot written after ``since``)."""
+    from .snapshots import interrupted
 
     run_dir = (args.resume or args.out) if args.command == "train" else None
-    if run_dir is not None and (Path(run_dir) / RESUME_FILE).is_file():
+    if run_dir is not None and interrupted(run_dir, since=None if args.resume else since):
         return f"continue the training with 'opensim-pinn train --resume {run_dir}'"
-    return "outputs of this run were not written"
+    return None
 
 
 def _as_list(value) -> list:
@@ -307,30 +306,26 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    started = time.time()
     try:
         check_options(args)
         run(args)
-    except InputError as error:
+    except (InputError, OpenSimCrash, OSError) as error:
         if args.debug:
             raise
-        print(f"opensim-pinn: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except OpenSimCrash as error:
-        if args.debug:
-            raise
-        print(f"opensim-pinn: error: {_one_line(error)}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        if args.debug:
-            raise
-        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        print(f"opensim-pinn: error: {where}{error.strerror or _one_line(error)} (--debug shows the traceback)",
-              file=sys.stderr)
-        return 1
+        if isinstance(error, (InputError, OpenSimCrash)):
+            message = _one_line(error)
+        else:
+            where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+            message = f"{where}{error.strerror or _one_line(error)} (--debug shows the traceback)"
+        hint = _resume_hint(args, started)
+        print(f"opensim-pinn: error: {message}{f'; {hint}' if hint else ''}", file=sys.stderr)
+        return 2 if isinstance(error, InputError) else 1
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"opensim-pinn: interrupted; {_interrupted_outputs(args)}", file=sys.stderr)
+        hint = _resume_hint(args, started) or "outputs of this run were not written"
+        print(f"opensim-pinn: interrupted; {hint}", file=sys.stderr)
         return 130
     return 0
 

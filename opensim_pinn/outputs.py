@@ -63,6 +63,13 @@ class OutputFolder:
         """
         if self.folder.exists() and not self.folder.is_dir():
             raise InputError(f"{self.folder}: exists and is not a folder; choose another --out")
+        nearest = self.folder
+        while not nearest.exists() and nearest.parent != nearest:
+            nearest = nearest.parent
+        if not nearest.is_dir():
+            raise InputError(f"{self.folder}: {nearest} is a file, not a folder; choose another --out")
+        if not os.access(nearest, os.W_OK | os.X_OK):
+            raise InputError(f"{self.folder}: cannot write in {nearest} (permission denied); choose another --out")
         folders = [n for n in self.names if (self.folder / n).is_dir()]
         if folders:
             raise InputError(f"{self.folder / folders[0]}: is a folder where an output file goes; "

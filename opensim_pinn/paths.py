@@ -73,6 +73,19 @@ class PathPolynomial:
         terms = np.prod(q[:, None, :] ** self.exponents[None], axis=2)
         return terms @ self.coefficients
 
+    def to_dict(self) -> dict:
+        """Plain lists (JSON, and torch files loaded with ``weights_only``)."""
+        return {"muscle": self.muscle, "coordinates": list(self.coordinates),
+                "exponents": np.asarray(self.exponents).tolist(),
+                "coefficients": np.asarray(self.coefficients).tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PathPolynomial":
+        """Inverse of :meth:`to_dict`."""
+        return cls(muscle=data["muscle"], coordinates=list(data["coordinates"]),
+                   exponents=np.array(data["exponents"], dtype=int).reshape(-1, len(data["coordinates"])),
+                   coefficients=np.array(data["coefficients"], dtype=float))
+
 
 def term_exponents(dimension: int, order: int) -> np.ndarray:
     """Exponents of ``MultivariatePolynomialFunction`` terms, shape (n_terms, dimension)."""
@@ -168,19 +181,14 @@ def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray,
     stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, time, q, settings)}.json"
     if stored.is_file():
         log.info("paths: using cached polynomials %s", stored.name)
-        return [PathPolynomial(muscle=p["muscle"], coordinates=p["coordinates"],
-                               exponents=np.array(p["exponents"], dtype=int).reshape(-1, len(p["coordinates"])),
-                               coefficients=np.array(p["coefficients"]))
-                for p in json.loads(stored.read_text())]
+        return [PathPolynomial.from_dict(p) for p in json.loads(stored.read_text())]
     log.info("paths: fitting muscle paths with OpenSim's PolynomialPathFitter (%d muscles; cached after)",
              len(muscles))
     polynomials = run_in_child("path fitting", fit_paths, model_path, coordinates, time, q, settings)
     check_coverage(polynomials, muscles)
     stored.parent.mkdir(parents=True, exist_ok=True)
     partial = stored.with_suffix(".partial")
-    partial.write_text(json.dumps([{"muscle": p.muscle, "coordinates": p.coordinates,
-                                    "exponents": p.exponents.tolist(),
-                                    "coefficients": p.coefficients.tolist()} for p in polynomials]))
+    partial.write_text(json.dumps([p.to_dict() for p in polynomials]))
     os.replace(partial, stored)
     return polynomials
 

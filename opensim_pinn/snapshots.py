@@ -1,19 +1,20 @@
 """Training snapshots: what ``opensim-pinn train --resume RUN_DIR`` continues from.
 
 While it trains, :func:`opensim_pinn.train.train_network` keeps ``RUN_DIR/resume.pt``
-up to date (at the start and every ``snapshot_every`` epochs, written to a
-temporary name and renamed into place, so a kill never leaves half a file). It
-holds the run's arguments, a digest of every input file, and the training state
-at the end of an epoch: network and Adam state, loss history, random state. The
-file is removed when the run's ``checkpoint.pt`` is written.
+up to date (before the first epoch and every ``snapshot_every`` epochs, written to
+a temporary name and renamed into place, so a kill never leaves half a file). It
+holds the run's arguments, a digest of every input file, the path polynomials and
+the training state at the end of an epoch: network and Adam state, loss history.
+The file is removed once the run's ``checkpoint.pt`` is written.
 
 Resuming rebuilds the trials from the same files (cached, so quickly) and
-repeats exactly the epochs that were not done: the result is the one an
-uninterrupted run gives.
+trains exactly the epochs that were not done: on the CPU the result is the one
+an uninterrupted run gives, weight for weight.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import __version__
@@ -47,19 +48,35 @@ def file_digests(files: list[str]) -> dict[str, str]:
     return {path: file_digest(path) for path in files}
 
 
-def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, training: dict) -> None:
+def interrupted(run_dir: str | Path, *, since: float | None = None) -> bool:
+    """Whether ``run_dir`` holds the snapshot of an unfinished run (written after ``since``, a time.time())."""
+    snapshot, checkpoint = Path(run_dir) / RESUME_FILE, Path(run_dir) / "checkpoint.pt"
+    if not snapshot.is_file():
+        return False
+    written = snapshot.stat().st_mtime
+    finished = checkpoint.is_file() and checkpoint.stat().st_mtime >= written
+    return not finished and (since is None or written >= since)
+
+
+def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, polynomials: list, training: dict) -> None:
     """Write ``run_dir/resume.pt`` atomically (creating ``run_dir`` if needed).
 
-    ``training`` is :meth:`opensim_pinn.train.Trainer.training_state`.
+    ``polynomials`` are :meth:`PathPolynomial.to_dict` of the run's paths, ``training``
+    is :meth:`opensim_pinn.train.Trainer.training_state`.
     """
     import torch
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     partial = run_dir / f".{RESUME_FILE}.partial"
-    torch.save({"format": SNAPSHOT_FORMAT, "format_version": SNAPSHOT_VERSION, "package_version": __version__,
-                "arguments": arguments, "inputs": digests, "training": training}, partial)
-    partial.replace(run_dir / RESUME_FILE)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": SNAPSHOT_FORMAT, "format_version": SNAPSHOT_VERSION, "package_version": __version__,
+                    "arguments": arguments, "inputs": digests, "path_polynomials": polynomials,
+                    "training": training}, partial)
+        os.replace(partial, run_dir / RESUME_FILE)
+    except OSError as error:
+        raise InputError(f"{run_dir}: cannot write the training snapshot there "
+                         f"({error.strerror or type(error).__name__}); choose another --out") from None
 
 
 def read_snapshot(run_dir: str | Path) -> dict:
@@ -69,7 +86,8 @@ def read_snapshot(run_dir: str | Path) -> dict:
     ------
     InputError
         No such folder, no snapshot (never started, or finished), not a snapshot,
-        or an input file changed or missing since the run began.
+        another opensim-pinn version, or an input file changed or missing since
+        the run began.
     """
     import torch
 
@@ -82,15 +100,18 @@ def read_snapshot(run_dir: str | Path) -> dict:
             raise InputError(f"{run_dir}: its training finished (checkpoint.pt is there); nothing to resume")
         raise InputError(f"{run_dir}: holds no interrupted training ({RESUME_FILE} is missing); start the "
                          "training again without --resume")
+    if not interrupted(run_dir):
+        raise InputError(f"{run_dir}: its training finished (checkpoint.pt was written after {RESUME_FILE}); "
+                         f"nothing to resume: delete the left-over {RESUME_FILE}")
     try:
         snapshot = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch raises several kinds for a file that is not a snapshot
         snapshot = None
     if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
         raise InputError(f"{path}: not an opensim-pinn training snapshot; start the training again with --force")
-    if snapshot.get("format_version", 0) > SNAPSHOT_VERSION:
-        raise InputError(f"{path}: written by a newer opensim-pinn ({snapshot.get('package_version')}); "
-                         "upgrade opensim-pinn to resume it")
+    if snapshot.get("package_version") != __version__:
+        raise InputError(f"{path}: written by opensim-pinn {snapshot.get('package_version')}, this is {__version__}; "
+                         "resume it with that version, or start the training again with --force")
     for file, digest in snapshot["inputs"].items():
         if not Path(file).is_file():
             raise InputError(f"{run_dir}: the training's input {file} is gone; put it back to resume, or "
@@ -99,4 +120,3 @@ def read_snapshot(run_dir: str | Path) -> dict:
             raise InputError(f"{run_dir}: the training's input {file} changed since the run began; resuming "
                              "would mix two trials: start again with --force")
     return snapshot
-

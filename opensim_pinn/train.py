@@ -248,7 +248,7 @@ class Trainer:
         The model's OpenSim state variable names (set by :func:`train_network`),
         so that predicted states files hold exactly the model's muscle states.
     optimizer : torch.optim.Adam
-        Kept (and saved) so that training can be resumed.
+        After :meth:`fit` only; its state goes into training snapshots (see :meth:`training_state`).
     """
 
     def __init__(self, config: TrainConfig | None = None, *, progress: bool = True):
@@ -270,7 +270,9 @@ class Trainer:
             The path polynomials of ``muscle_model``; needed by :meth:`save`.
         resume : dict, optional
             :meth:`training_state` of an interrupted fit with the same trials and
-            settings: training goes on after its last epoch, as if never stopped.
+            settings: training goes on after its last epoch, as if never stopped
+            (exactly so on the CPU: full-batch training draws no random numbers
+            once the network is initialised, unless ``config.network.dropout`` > 0).
         snapshot : callable, optional
             Called with :meth:`training_state` before the first epoch and then
             every ``snapshot_every`` epochs.
@@ -307,20 +309,19 @@ class Trainer:
             self.network.load_state_dict(resume["network_state"])
             self.optimizer.load_state_dict(resume["optimizer_state"])
             self.history = list(resume["history"])
-        with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)  # training's own random state (dropout), restored on resume
-            if resume is not None:
-                torch.set_rng_state(resume["rng_state"])
+        with torch_threads(config.threads):
             self._train(batches, loss, n_frames, snapshot, snapshot_every)
         self.network.eval()
         return self
 
     def training_state(self) -> dict:
-        """Where training stands after the last epoch of :attr:`history`: what ``fit(resume=...)`` continues from."""
+        """Where training stands after the last epoch of :attr:`history`: what ``fit(resume=...)`` continues from.
+
+        The optimizer's tensors are the live ones (the next epoch changes them): save the state at once.
+        """
         return {"epochs_done": len(self.history),
                 "network_state": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
-                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history),
-                "rng_state": torch.get_rng_state()}
+                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history)}
 
     def _train(self, batches, loss: PhysicsLoss, n_frames: int, snapshot, snapshot_every: int) -> None:
         from tqdm.auto import tqdm
@@ -466,13 +467,10 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "package_version": __version__,
             "train_config": self.config.to_dict(),
             "network_state": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
-            "optimizer_state": self.optimizer.state_dict() if getattr(self, "optimizer", None) else None,
             "epochs_done": len(self.history),
             "feature_mean": self.feature_mean.tolist(), "feature_std": self.feature_std.tolist(),
             "model_info": self.info.to_dict(),
-            "path_polynomials": [{"muscle": p.muscle, "coordinates": list(p.coordinates),
-                                  "exponents": np.asarray(p.exponents).tolist(),
-                                  "coefficients": np.asarray(p.coefficients).tolist()} for p in self.polynomials],
+            "path_polynomials": [p.to_dict() for p in self.polynomials],
             "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
@@ -509,27 +507,25 @@ class Trainer:
                              f"opensim-pinn ({__version__}) reads; upgrade opensim-pinn")
         torch_device = check_device(device)
         try:
-            return cls._from_state(state, torch_device)
+            trainer = cls._from_state(state)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
-            reason = _one_line(error)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
                              "with 'opensim-pinn train'") from None
+        trainer.config.device = str(torch_device)
+        trainer.network.to(torch_device)
+        return trainer
 
     @classmethod
-    def _from_state(cls, state: dict, device: torch.device) -> "Trainer":
-        """The Trainer of a checkpoint's :meth:`state`, its network on ``device``."""
+    def _from_state(cls, state: dict) -> "Trainer":
+        """The Trainer of a checkpoint's :meth:`state`, on the CPU, in evaluation mode."""
         from .muscle import MusculoskeletalModel
         from .osim import model_info_from_dict
         from .paths import PathPolynomial
 
         trainer = cls(TrainConfig.from_dict(state["train_config"]), progress=False)
-        trainer.config.device = str(device)
         info = model_info_from_dict(state["model_info"])
-        polynomials = [PathPolynomial(muscle=p["muscle"], coordinates=p["coordinates"],
-                                      exponents=np.array(p["exponents"], dtype=int).reshape(
-                                          -1, len(p["coordinates"])),
-                                      coefficients=np.array(p["coefficients"], dtype=float))
-                       for p in state["path_polynomials"]]
+        polynomials = [PathPolynomial.from_dict(p) for p in state["path_polynomials"]]
         trainer.info, trainer.polynomials = info, polynomials
         trainer.muscle_model = MusculoskeletalModel(info, polynomials).to(torch.float64)
         trainer.coordinates, trainer.muscles = state["coordinates"], state["muscles"]
@@ -540,10 +536,7 @@ class Trainer:
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
                                         len(trainer.grf_labels), len(trainer.muscles))
         trainer.network.load_state_dict(state["network_state"])
-        trainer.network.to(device).eval()
-        trainer.optimizer = torch.optim.Adam(trainer.network.parameters(), lr=trainer.config.learning_rate)
-        if state.get("optimizer_state"):
-            trainer.optimizer.load_state_dict(state["optimizer_state"])
+        trainer.network.eval()
         trainer.state_variables = state.get("state_variables")
         trainer.history = list(state.get("history", []))
         trainer.package_version = state.get("package_version")
@@ -641,12 +634,6 @@ class Trainer:
                              f"{self.grf_labels}")
 
 
-def _one_line(error: BaseException) -> str:
-    """The first line of an error's message (its type if it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,
                       damping: float) -> torch.Tensor:
     """Levenberg-Marquardt step in logit space: (S H S + damping diag H)^-1 S g, per frame.
@@ -711,7 +698,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         forces against the project's fast Static Optimization on that trial.
     """
     from .outputs import OutputFolder
-    from .snapshots import RESUME_FILE
+    from .snapshots import RESUME_FILE, interrupted
 
     check_device(device)
     motions = [motions] if isinstance(motions, (str, Path)) else list(motions)
@@ -730,7 +717,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     if snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
-    if (Path(out) / RESUME_FILE).exists() and not force:
+    if interrupted(out) and not force:
         raise InputError(f"{out}: holds an interrupted training ({RESUME_FILE}); continue it with "
                          f"'opensim-pinn train --resume {out}', or use --force to start again")
 
@@ -749,10 +736,10 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
 def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
     """Continue the interrupted :func:`train_network` whose ``out`` was ``run_dir``.
 
-    The run's arguments come from its snapshot (``run_dir/resume.pt``); the
-    epochs not done are trained, and the checkpoint is the one the uninterrupted
-    run would have written. Returns :func:`train_network`'s summary, plus
-    ``resumed_at_epoch``.
+    The run's arguments and path polynomials come from its snapshot
+    (``run_dir/resume.pt``); the epochs not done are trained, and the checkpoint
+    is the one the uninterrupted run would have written. Returns
+    :func:`train_network`'s summary, plus ``resumed_at_epoch``.
 
     Raises
     ------
@@ -765,49 +752,59 @@ def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
 
     snapshot = read_snapshot(run_dir)
     arguments = snapshot["arguments"]
-    check_device(arguments["device"])
+    try:
+        check_device(arguments["device"])
+    except InputError:
+        raise InputError(f"{run_dir}: this training ran on {arguments['device']} and no CUDA GPU is available here; "
+                         "resume it where there is one, or start again with --force --device cpu") from None
     OutputFolder(run_dir, list(TRAIN_OUTPUTS), force=arguments["force"]).check()
-    summary = _run_training(arguments, Path(run_dir), progress=progress, resume=snapshot["training"])
+    summary = _run_training(arguments, Path(run_dir), progress=progress, snapshot=snapshot)
     return {**summary, "resumed_at_epoch": snapshot["training"]["epochs_done"]}
 
 
-def _run_training(arguments: dict, out: Path, *, progress: bool, resume: dict | None = None) -> dict:
-    """Check every input, prepare the trials, fit the paths, train (snapshotting) and write the outputs."""
+def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict | None = None) -> dict:
+    """Check every input, prepare the trials, fit the paths (unless resuming ``snapshot``), train
+    (writing snapshots) and write the outputs."""
     from .child import run_in_child
     from .muscle import MusculoskeletalModel
     from .outputs import OutputFolder
-    from .paths import load_or_fit_paths
+    from .paths import PathPolynomial, load_or_fit_paths
     from .predict import model_state_variables
     from .snapshots import RESUME_FILE, file_digests, input_files, write_snapshot
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
     began = time.perf_counter()
-    a = arguments
-    window = {"start": a["start"], "end": a["end"], "lowpass": a["lowpass"], "step_interval": a["step_interval"]}
-    info = load_model_info(a["model"], a["reserves"])
-    for motion, loads in zip(a["motions"], a["external_loads"]):  # every input checked before the long work
+    window = {name: settings[name] for name in ("start", "end", "lowpass", "step_interval")}
+    info = load_model_info(settings["model"], settings["reserves"])
+    trial_files = list(zip(settings["motions"], settings["external_loads"]))
+    for motion, loads in trial_files:  # every input checked before the long work
         load_kinematics(info, motion, loads, **window)
     trials = []
-    for motion, loads in zip(a["motions"], a["external_loads"]):
-        trial, info = prepare_trial(TrialSettings(model=a["model"], motion=motion, external_loads=loads,
-                                                  reserves=a["reserves"], **window))
+    for motion, loads in trial_files:
+        trial, info = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
+                                                  reserves=settings["reserves"], **window))
         trials.append(trial)
     prepared = time.perf_counter()
-    q = np.concatenate([t.q for t in trials])
-    reference_time = trials[0].time if len(trials) == 1 else np.arange(len(q)) * 0.01
-    polynomials = load_or_fit_paths(info.path, trials[0].coordinates, reference_time, q,
-                                    [m.name for m in info.muscles])
+    if snapshot is not None:
+        polynomials = [PathPolynomial.from_dict(p) for p in snapshot["path_polynomials"]]
+    else:
+        q = np.concatenate([t.q for t in trials])
+        reference_time = trials[0].time if len(trials) == 1 else np.arange(len(q)) * 0.01
+        polynomials = load_or_fit_paths(info.path, trials[0].coordinates, reference_time, q,
+                                        [m.name for m in info.muscles])
     muscle_model = MusculoskeletalModel(info, polynomials)
     fitted = time.perf_counter()
-    config = TrainConfig(epochs=a["epochs"], time_limit_s=a["time_limit"], seed=a["seed"], device=a["device"],
-                         network=NetworkConfig(architecture=a["architecture"]))
-    digests = file_digests(input_files(arguments))
+    config = TrainConfig(epochs=settings["epochs"], time_limit_s=settings["time_limit"], seed=settings["seed"],
+                         device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]))
+    digests = file_digests(input_files(settings))
+    stored_polynomials = [p.to_dict() for p in polynomials]
     trainer = Trainer(config, progress=progress).fit(
-        trials, info, muscle_model, polynomials=polynomials, resume=resume, snapshot_every=a["snapshot_every"],
-        snapshot=lambda training: write_snapshot(out, arguments, digests, training))
+        trials, info, muscle_model, polynomials=polynomials,
+        resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
+        snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
     trained = time.perf_counter()
-    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, a["model"])
-    with OutputFolder(out, list(TRAIN_OUTPUTS), force=a["force"]) as staging:
+    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, settings["model"])
+    with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
         trainer.save(staging / "checkpoint.pt")
         trainer.write_history(staging / "history.csv")
     (out / RESUME_FILE).unlink(missing_ok=True)
@@ -816,7 +813,7 @@ def _run_training(arguments: dict, out: Path, *, progress: bool, resume: dict | 
         "files": [str(out / n) for n in TRAIN_OUTPUTS],
         "trials": [t.name for t in trials], "n_frames": sum(len(t.time) for t in trials),
         "muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
-        "epochs": len(trainer.history), "architecture": a["architecture"],
+        "epochs": len(trainer.history), "architecture": settings["architecture"],
         "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
         "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
         "wall_s": {"trials": round(prepared - began, 3), "paths": round(fitted - prepared, 3),

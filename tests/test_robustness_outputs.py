@@ -173,6 +173,21 @@ def test_out_is_a_file(tmp_path):
         OutputFolder(tmp_path / "results", NAMES).check()
 
 
+def test_out_inside_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("notes")
+    with pytest.raises(InputError, match=r"notes.txt is a file, not a folder; choose another --out"):
+        OutputFolder(tmp_path / "notes.txt" / "run" / "results", NAMES).check()
+    assert (tmp_path / "notes.txt").read_text() == "notes"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_in_a_read_only_folder_is_refused_before_any_work(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(InputError, match="cannot write in .*locked .permission denied."):
+        OutputFolder(locked / "results", NAMES).check()
+
+
 def test_an_output_name_taken_by_a_folder(tmp_path):
     (tmp_path / "results" / "timing.json").mkdir(parents=True)
     with pytest.raises(InputError, match="is a folder where an output file goes"):

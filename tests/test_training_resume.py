@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARM26 = ROOT.parent / "shared" / "data" / "arm26"
 EPOCHS = 600
 SNAPSHOT_EVERY = 25
-KILL_AFTER_EPOCHS = 100
+KILL_AFTER_EPOCHS = 50
 LOSS_RTOL = 1e-6
 """Final loss of a resumed run vs the uninterrupted one. The resumed run repeats the same float32
 operations in the same order (one thread), so on one machine the two agree exactly; the tolerance
@@ -101,18 +101,30 @@ def assert_same_result(resumed: dict, reference: dict) -> None:
             [row[column] for row in reference["history"]], rel=LOSS_RTOL)
 
 
+def visible_files(folder: Path) -> list[str]:
+    """Files a user sees (a kill may leave a hidden partial snapshot, which resuming overwrites)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def assert_resumed_from(resumed: dict, snapshot_history: list[dict]) -> None:
+    """The epochs before the interruption are the interrupted run's own (wall_s included): not a restart."""
+    assert resumed["history"][:len(snapshot_history)] == snapshot_history
+
+
 def test_killed_training_resumes_to_the_uninterrupted_result(arm26_files, uninterrupted, tmp_path, capfd):
     out = tmp_path / "run"
     killed = interrupt_mid_run(arm26_files, out, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in out.iterdir()) == [RESUME_FILE], "only the snapshot, never half a file"
-    stopped_at = snapshot_epochs(out)
-    assert KILL_AFTER_EPOCHS <= stopped_at < EPOCHS
+    assert visible_files(out) == [RESUME_FILE], "only the snapshot, never half a file"
+    history = torch.load(out / RESUME_FILE, weights_only=True)["training"]["history"]
+    assert KILL_AFTER_EPOCHS <= len(history) < EPOCHS
 
     assert cli.main(["-q", "train", "--resume", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "history.csv"]
-    assert_same_result(torch.load(out / "checkpoint.pt", weights_only=True), uninterrupted)
-    assert f'"resumed_at_epoch": {stopped_at}' in capfd.readouterr().out
+    assert visible_files(out) == ["checkpoint.pt", "history.csv"]
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert_resumed_from(resumed, history)
+    assert_same_result(resumed, uninterrupted)
+    assert f'"resumed_at_epoch": {len(history)}' in capfd.readouterr().out
 
 
 def test_ctrl_c_keeps_the_snapshot_and_says_how_to_resume(arm26_files, uninterrupted, tmp_path):
@@ -121,10 +133,13 @@ def test_ctrl_c_keeps_the_snapshot_and_says_how_to_resume(arm26_files, uninterru
     assert interrupted.returncode == 130
     lines = interrupted.stderr.strip().splitlines()
     assert lines == [f"opensim-pinn: interrupted; continue the training with 'opensim-pinn train --resume {out}'"]
-    assert sorted(p.name for p in out.iterdir()) == [RESUME_FILE]
+    assert visible_files(out) == [RESUME_FILE]
+    history = torch.load(out / RESUME_FILE, weights_only=True)["training"]["history"]
 
     assert cli.main(["-q", "train", "--resume", str(out)]) == 0
-    assert_same_result(torch.load(out / "checkpoint.pt", weights_only=True), uninterrupted)
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert_resumed_from(resumed, history)
+    assert_same_result(resumed, uninterrupted)
 
 
 # ---- refusals: exit 2, one line, nothing changed -------------------------------------------
@@ -140,15 +155,12 @@ def interrupted_run(arm26_files, tmp_path) -> Path:
     class Stop(Exception):
         pass
 
-    def stop_after_first_snapshot(trainer_state):
-        if trainer_state["epochs_done"] >= SNAPSHOT_EVERY:
-            raise Stop
-
     real_write = opensim_pinn.snapshots.write_snapshot
 
-    def write_then_maybe_stop(run_dir, arguments, digests, training):
-        real_write(run_dir, arguments, digests, training)
-        stop_after_first_snapshot(training)
+    def write_then_maybe_stop(run_dir, arguments, digests, polynomials, training):
+        real_write(run_dir, arguments, digests, polynomials, training)
+        if training["epochs_done"] >= SNAPSHOT_EVERY:  # the snapshot after the one before the first epoch
+            raise Stop
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(opensim_pinn.snapshots, "write_snapshot", write_then_maybe_stop)
@@ -204,10 +216,58 @@ def test_resume_after_an_input_was_removed_is_refused(arm26_files, interrupted_r
     moved = tmp_path / "moved.osim"
     model.rename(moved)
     try:
+        before = _snapshot(interrupted_run)
         code = cli.main(["train", "--resume", str(interrupted_run)])
         assert_refused(capfd, code, f"the training's input {model} is gone")
+        assert _snapshot(interrupted_run) == before
     finally:
         moved.rename(model)
+
+
+def _edit_snapshot(run_dir: Path, edit) -> None:
+    path = run_dir / RESUME_FILE
+    snapshot = torch.load(path, weights_only=True)
+    edit(snapshot)
+    torch.save(snapshot, path)
+
+
+def test_resume_with_another_version_is_refused(interrupted_run, capfd):
+    _edit_snapshot(interrupted_run, lambda snapshot: snapshot.update(package_version="0.0.1"))
+    code = cli.main(["train", "--resume", str(interrupted_run)])
+    assert_refused(capfd, code, "written by opensim-pinn 0.0.1", "resume it with that version", "--force")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_resume_of_a_cuda_run_without_a_gpu_is_refused(interrupted_run, capfd):
+    _edit_snapshot(interrupted_run, lambda snapshot: snapshot["arguments"].update(device="cuda"))
+    code = cli.main(["train", "--resume", str(interrupted_run)])
+    assert_refused(capfd, code, "this training ran on cuda and no CUDA GPU is available here",
+                   "--force --device cpu")
+    assert visible_files(interrupted_run) == [RESUME_FILE]
+
+
+def test_killed_after_the_checkpoint_was_written(arm26_files, interrupted_run, capfd):
+    """A kill between writing checkpoint.pt and removing resume.pt: the run counts as finished."""
+    leftover = (interrupted_run / RESUME_FILE).read_bytes()
+    assert cli.main(["-q", *train_argv(arm26_files, interrupted_run, "--force")]) == 0
+    (interrupted_run / RESUME_FILE).write_bytes(leftover)
+    old = (interrupted_run / "checkpoint.pt").stat().st_mtime - 1
+    os.utime(interrupted_run / RESUME_FILE, (old, old))
+    capfd.readouterr()
+    code = cli.main(["train", "--resume", str(interrupted_run)])
+    assert_refused(capfd, code, "its training finished (checkpoint.pt was written after resume.pt)",
+                   "delete the left-over resume.pt")
+    code = cli.main(train_argv(arm26_files, interrupted_run))
+    assert_refused(capfd, code, "already holds checkpoint.pt, history.csv", "--force")
+
+
+def test_a_snapshot_counts_only_if_this_command_wrote_it(interrupted_run):
+    """The Ctrl-C hint never offers an older run's snapshot (say, during a --force restart's preparation)."""
+    from opensim_pinn.snapshots import interrupted
+
+    assert interrupted(interrupted_run)
+    assert interrupted(interrupted_run, since=time.time() - 3600)
+    assert not interrupted(interrupted_run, since=time.time() + 1)
 
 
 def test_resume_of_a_folder_without_a_run(tmp_path, capfd):
