@@ -273,12 +273,12 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise InputError(f"--snapshot-every must be 1 or more, got {args.snapshot_every}")
 
 
-def _resume_hint(args: argparse.Namespace, since: float) -> str | None:
-    """How to continue a training this command left unfinished (a snapshot written after ``since``)."""
+def _resume_hint(args: argparse.Namespace, since: float | None) -> str | None:
+    """How to continue a training left unfinished (its snapshot written after ``since``, if given)."""
     from .snapshots import interrupted
 
     run_dir = (args.resume or args.out) if args.command == "train" else None
-    if run_dir is not None and interrupted(run_dir, since=None if args.resume else since):
+    if run_dir is not None and interrupted(run_dir, since=since):
         return f"continue the training with 'opensim-pinn train --resume {run_dir}'"
     return None
 
@@ -318,13 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             where = f"{error.filename}: " if getattr(error, "filename", None) else ""
             message = f"{where}{error.strerror or _one_line(error)} (--debug shows the traceback)"
-        hint = _resume_hint(args, started)
+        hint = _resume_hint(args, started)  # only a training this command got going
         print(f"opensim-pinn: error: {message}{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 2 if isinstance(error, InputError) else 1
     except KeyboardInterrupt:
         if args.debug:
             raise
-        hint = _resume_hint(args, started) or "outputs of this run were not written"
+        resumable = _resume_hint(args, None if args.command == "train" and args.resume else started)
+        hint = resumable or "outputs of this run were not written"
         print(f"opensim-pinn: interrupted; {hint}", file=sys.stderr)
         return 130
     return 0

@@ -14,6 +14,7 @@ an uninterrupted run gives, weight for weight.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,6 +25,8 @@ DEFAULT_SNAPSHOT_EVERY = 100
 """Epochs between training snapshots; writing one takes milliseconds."""
 
 RESUME_FILE = "resume.pt"
+LOCK_FILE = ".training.lock"
+"""Holds the process id of the ``train`` writing into a run folder (left behind by a killed one)."""
 SNAPSHOT_FORMAT = "opensim-pinn-training-snapshot"
 SNAPSHOT_VERSION = 1
 
@@ -58,8 +61,58 @@ def interrupted(run_dir: str | Path, *, since: float | None = None) -> bool:
     return not finished and (since is None or written >= since)
 
 
+def check_not_training(run_dir: str | Path) -> None:
+    """Raise :class:`InputError` if another running process trains into ``run_dir``."""
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        pid = int(lock.read_text())
+    except (OSError, ValueError):
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return  # a killed run's lock
+    except PermissionError:
+        pass  # it exists, under another user
+    raise InputError(f"{run_dir}: another 'opensim-pinn train' (process {pid}) is training into it; wait for it "
+                     f"to end or stop it, or choose another --out (if no such training runs, delete {lock})")
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: str | Path):
+    """Hold ``run_dir`` for this process while the block trains into it.
+
+    ``run_dir`` is created if needed, and removed again if the block leaves it empty.
+    """
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK_FILE
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                check_not_training(run_dir)
+                lock.unlink(missing_ok=True)  # a killed run's lock
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+    except OSError as error:
+        raise InputError(f"{run_dir}: cannot write the training there ({error.strerror or type(error).__name__}); "
+                         "choose another --out") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
 def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, polynomials: list, training: dict) -> None:
-    """Write ``run_dir/resume.pt`` atomically (creating ``run_dir`` if needed).
+    """Write ``run_dir/resume.pt`` atomically.
 
     ``polynomials`` are :meth:`PathPolynomial.to_dict` of the run's paths, ``training``
     is :meth:`opensim_pinn.train.Trainer.training_state`.
@@ -69,7 +122,6 @@ def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, polynomi
     run_dir = Path(run_dir)
     partial = run_dir / f".{RESUME_FILE}.partial"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         torch.save({"format": SNAPSHOT_FORMAT, "format_version": SNAPSHOT_VERSION, "package_version": __version__,
                     "arguments": arguments, "inputs": digests, "path_polynomials": polynomials,
                     "training": training}, partial)

@@ -698,7 +698,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         forces against the project's fast Static Optimization on that trial.
     """
     from .outputs import OutputFolder
-    from .snapshots import RESUME_FILE, interrupted
+    from .snapshots import RESUME_FILE, check_not_training, interrupted
 
     check_device(device)
     motions = [motions] if isinstance(motions, (str, Path)) else list(motions)
@@ -717,6 +717,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     if snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
+    check_not_training(out)
     if interrupted(out) and not force:
         raise InputError(f"{out}: holds an interrupted training ({RESUME_FILE}); continue it with "
                          f"'opensim-pinn train --resume {out}', or use --force to start again")
@@ -748,8 +749,9 @@ def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
         trained on CUDA where no GPU is now.
     """
     from .outputs import OutputFolder
-    from .snapshots import read_snapshot
+    from .snapshots import check_not_training, read_snapshot
 
+    check_not_training(run_dir)
     snapshot = read_snapshot(run_dir)
     arguments = snapshot["arguments"]
     try:
@@ -770,7 +772,7 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     from .outputs import OutputFolder
     from .paths import PathPolynomial, load_or_fit_paths
     from .predict import model_state_variables
-    from .snapshots import RESUME_FILE, file_digests, input_files, write_snapshot
+    from .snapshots import RESUME_FILE, file_digests, input_files, training_lock, write_snapshot
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
     began = time.perf_counter()
@@ -798,16 +800,18 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
                          device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]))
     digests = file_digests(input_files(settings))
     stored_polynomials = [p.to_dict() for p in polynomials]
-    trainer = Trainer(config, progress=progress).fit(
-        trials, info, muscle_model, polynomials=polynomials,
-        resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
-        snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
-    trained = time.perf_counter()
-    trainer.state_variables = run_in_child("reading the model's states", model_state_variables, settings["model"])
-    with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
-        trainer.save(staging / "checkpoint.pt")
-        trainer.write_history(staging / "history.csv")
-    (out / RESUME_FILE).unlink(missing_ok=True)
+    with training_lock(out):
+        trainer = Trainer(config, progress=progress).fit(
+            trials, info, muscle_model, polynomials=polynomials,
+            resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
+            snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
+        trained = time.perf_counter()
+        trainer.state_variables = run_in_child("reading the model's states", model_state_variables,
+                                               settings["model"])
+        with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
+            trainer.save(staging / "checkpoint.pt")
+            trainer.write_history(staging / "history.csv")
+        (out / RESUME_FILE).unlink(missing_ok=True)
     last = trainer.history[-1] if trainer.history else {}
     return {
         "files": [str(out / n) for n in TRAIN_OUTPUTS],

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from opensim_pinn import cli
-from opensim_pinn.snapshots import RESUME_FILE
+from opensim_pinn.snapshots import LOCK_FILE, RESUME_FILE
 
-from test_robustness_inputs import assert_refused
+from test_robustness_inputs import assert_refused as assert_one_line_refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ARM26 = ROOT.parent / "shared" / "data" / "arm26"
@@ -46,6 +46,12 @@ def arm26_files(tmp_path_factory) -> dict[str, Path]:
     for name in ("arm26.osim", "arm26_InverseKinematics.mot"):
         shutil.copy(SHARED_ARM26 / name, folder / name)
     return {"model": folder / "arm26.osim", "motion": folder / "arm26_InverseKinematics.mot"}
+
+
+def assert_refused(capfd, code: int, *fragments: str) -> None:
+    """A one-line refusal (exit 2) that does not offer to resume the run it refused."""
+    line = assert_one_line_refusal(capfd, code, *fragments)
+    assert "continue the training with" not in line, line
 
 
 def train_argv(files: dict, out: Path, *extra: str) -> list[str]:
@@ -116,11 +122,13 @@ def test_killed_training_resumes_to_the_uninterrupted_result(arm26_files, uninte
     killed = interrupt_mid_run(arm26_files, out, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     assert visible_files(out) == [RESUME_FILE], "only the snapshot, never half a file"
+    assert (out / LOCK_FILE).is_file(), "a killed run leaves its lock (taken over: its process is gone)"
     history = torch.load(out / RESUME_FILE, weights_only=True)["training"]["history"]
     assert KILL_AFTER_EPOCHS <= len(history) < EPOCHS
 
     assert cli.main(["-q", "train", "--resume", str(out)]) == 0
     assert visible_files(out) == ["checkpoint.pt", "history.csv"]
+    assert not (out / LOCK_FILE).exists()
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert_resumed_from(resumed, history)
     assert_same_result(resumed, uninterrupted)
@@ -287,3 +295,30 @@ def test_train_needs_model_motion_and_out_without_resume(capfd):
                    "--resume RUN_DIR")
     assert_refused(capfd, cli.main(["train", "--model", "m.osim", "--motion", "m.mot", "--out", "x",
                                     "--snapshot-every", "0"]), "--snapshot-every must be 1 or more")
+
+
+def test_a_running_training_keeps_others_out(arm26_files, interrupted_run, capfd):
+    """A second train or a --resume into a folder that a live process trains into is refused."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (interrupted_run / LOCK_FILE).write_text(str(other.pid))
+        before = _snapshot(interrupted_run)
+        for argv in (["train", "--resume", str(interrupted_run)], train_argv(arm26_files, interrupted_run, "--force")):
+            assert_refused(capfd, cli.main(argv), f"another 'opensim-pinn train' (process {other.pid}) is training "
+                           "into it", "choose another --out")
+            assert _snapshot(interrupted_run) == before
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_an_error_before_the_first_snapshot_leaves_no_folder(arm26_files, tmp_path, monkeypatch, capfd):
+    import opensim_pinn.train
+
+    def fail(*args, **kwargs):
+        raise opensim_pinn.train.InputError("trials differ")
+
+    monkeypatch.setattr(opensim_pinn.train.Trainer, "fit", fail)
+    out = tmp_path / "new"
+    assert_refused(capfd, cli.main(train_argv(arm26_files, out)), "trials differ")
+    assert not out.exists()
