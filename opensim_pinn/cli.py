@@ -283,6 +283,18 @@ def _resume_hint(args: argparse.Namespace, since: float | None) -> str | None:
     return None
 
 
+def _after_interrupt(args: argparse.Namespace, started: float) -> str:
+    """What an interrupted command leaves behind, and what to do next."""
+    from pathlib import Path
+
+    resumable = _resume_hint(args, None if args.command == "train" and args.resume else started)
+    if resumable:
+        return resumable
+    if args.command == "demo" and Path(args.out).is_dir():
+        return f"the steps it finished are in {args.out}; 'opensim-pinn demo --force' starts it again"
+    return "outputs of this run were not written"
+
+
 def _as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -324,9 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        resumable = _resume_hint(args, None if args.command == "train" and args.resume else started)
-        hint = resumable or "outputs of this run were not written"
-        print(f"opensim-pinn: interrupted; {hint}", file=sys.stderr)
+        print(f"opensim-pinn: interrupted; {_after_interrupt(args, started)}", file=sys.stderr)
         return 130
     return 0
 

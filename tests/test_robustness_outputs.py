@@ -354,8 +354,23 @@ def test_writer_failure_leaves_no_partial_output(arm26, capfd, monkeypatch, exis
 def test_ctrl_c_while_writing_leaves_no_partial_output(arm26, capfd, monkeypatch):
     _fake_static_optimization(monkeypatch, 0.5, fail_after=1, interrupt=True)
     assert cli.main(_static_opt()) == 130
-    assert "interrupted" in capfd.readouterr().err
+    assert capfd.readouterr().err == "opensim-pinn: interrupted; outputs of this run were not written\n"
     assert not (arm26 / "results").exists()
+
+
+def test_ctrl_c_during_the_demo_says_what_is_left(tmp_path, capfd, monkeypatch):
+    """The demo's steps are committed one by one: an interrupted demo says where the finished ones are."""
+    import opensim_pinn.demo
+
+    def interrupted_demo(out, **kwargs):
+        (Path(out) / "project").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(opensim_pinn.demo, "run_demo", interrupted_demo)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 130
+    assert capfd.readouterr().err == (f"opensim-pinn: interrupted; the steps it finished are in {out}; "
+                                      "'opensim-pinn demo --force' starts it again\n")
 
 
 def test_real_opensim_static_optimization_with_relative_paths(arm26, capfd):
