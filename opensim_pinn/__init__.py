@@ -7,7 +7,8 @@ The API (imported on first use, so ``import opensim_pinn`` stays light)::
     from opensim_pinn.compare import compare
 
 - :func:`train_network`: train the MJCA-BiGRU network on trials of a model (no labels),
-  writing ``checkpoint.pt`` and ``history.csv``;
+  writing ``checkpoint.pt`` and ``history.csv``; :func:`resume_training` finishes an
+  interrupted one;
 - :func:`~opensim_pinn.predict.predict`: activations, forces and states of a new trial,
   as OpenSim files;
 - :func:`~opensim_pinn.compare.compare`: the network against OpenSim Static Optimization;
@@ -22,8 +23,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train_network": ("opensim_pinn.train", "train_network"),
-    "Trainer": ("opensim_pinn.train", "Trainer"),
-    "TrainConfig": ("opensim_pinn.train", "TrainConfig"),
+    "resume_training": ("opensim_pinn.train", "resume_training"),
+    "Trainer": ("opensim_pinn.trainer", "Trainer"),
+    "TrainConfig": ("opensim_pinn.trainer", "TrainConfig"),
     "NetworkConfig": ("opensim_pinn.network", "NetworkConfig"),
     "run_demo": ("opensim_pinn.demo", "run_demo"),
 }

@@ -66,7 +66,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     from .outputs import OutputFolder
     from .predict import check_model_matches, timed_inference
     from .static_opt import opensim_static_optimization
-    from .train import Trainer
+    from .trainer import Trainer
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
     trainer = Trainer.load(checkpoint, device=device)

@@ -72,7 +72,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     """
     from .outputs import OutputFolder
     from .static_opt import StaticOptimizationResult, activation_table, force_table
-    from .train import Trainer
+    from .trainer import Trainer
     from .trial import load_kinematics
 
     trainer = Trainer.load(checkpoint, device=device)

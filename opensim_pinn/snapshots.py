@@ -115,7 +115,7 @@ def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, polynomi
     """Write ``run_dir/resume.pt`` atomically.
 
     ``polynomials`` are :meth:`PathPolynomial.to_dict` of the run's paths, ``training``
-    is :meth:`opensim_pinn.train.Trainer.training_state`.
+    is :meth:`opensim_pinn.trainer.Trainer.training_state`.
     """
     import torch
 

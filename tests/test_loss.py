@@ -1,5 +1,5 @@
 """The physics-informed loss is Static Optimization's objective (opensim_pinn.loss), and the
-training's curvature preconditioning solves it (opensim_pinn.train).
+training's curvature preconditioning solves it (opensim_pinn.trainer).
 
 Synthetic frames: random muscle matrices (generalised force per unit activation),
 generalised forces within the muscles' reach, and reserve actuators on some or all
@@ -14,7 +14,7 @@ import torch
 
 from opensim_pinn.loss import PhysicsLoss, physics_targets
 from opensim_pinn.static_opt import solve_bounded_least_norm
-from opensim_pinn.train import _newton_direction, curvature
+from opensim_pinn.trainer import _newton_direction, curvature
 
 N_FRAMES, N_COORDINATES, N_MUSCLES = 6, 3, 5
 MIN_CONTROL, MAX_CONTROL = 0.01, 1.0

@@ -68,7 +68,7 @@ def test_train_writes_checkpoint_and_history(run):
 
 
 def test_predict_writes_the_three_opensim_files(run):
-    from opensim_pinn.train import Trainer
+    from opensim_pinn.trainer import Trainer
 
     root = run["root"] / "predict"
     names = sorted(p.name for p in root.iterdir())

@@ -1,4 +1,4 @@
-"""Label-free training lands on OpenSim's Static Optimization on the real cases (opensim_pinn.train).
+"""Label-free training lands on OpenSim's Static Optimization on the real cases (opensim_pinn.trainer, opensim_pinn.train).
 
 The issue's acceptance figures, with the defaults (no tuning): the network trained on
 a trial reproduces OpenSim SO's muscle forces on it. gait10dof18musc and arm26 are
@@ -20,7 +20,8 @@ from opensim_pinn.metrics import nrmse, r2
 from opensim_pinn.muscle import MusculoskeletalModel
 from opensim_pinn.paths import load_or_fit_paths
 from opensim_pinn.static_opt import fast_static_optimization
-from opensim_pinn.train import Trainer, TrainConfig, train_network
+from opensim_pinn.train import train_network
+from opensim_pinn.trainer import Trainer, TrainConfig
 from opensim_pinn.trial import TrialSettings, prepare_trial
 from shared_cases import CASES, Case
 

@@ -313,12 +313,12 @@ def test_a_running_training_keeps_others_out(arm26_files, interrupted_run, capfd
 
 
 def test_an_error_before_the_first_snapshot_leaves_no_folder(arm26_files, tmp_path, monkeypatch, capfd):
-    import opensim_pinn.train
+    import opensim_pinn.trainer
 
     def fail(*args, **kwargs):
-        raise opensim_pinn.train.InputError("trials differ")
+        raise opensim_pinn.trainer.InputError("trials differ")
 
-    monkeypatch.setattr(opensim_pinn.train.Trainer, "fit", fail)
+    monkeypatch.setattr(opensim_pinn.trainer.Trainer, "fit", fail)
     out = tmp_path / "new"
     assert_refused(capfd, cli.main(train_argv(arm26_files, out)), "trials differ")
     assert not out.exists()

@@ -1,0 +1,648 @@
+"""Label-free training of the MJCA-BiGRU network on OpenSim trials.
+
+The network maps a trial's kinematics (and ground reaction forces) to muscle
+activations; the loss is :class:`opensim_pinn.loss.PhysicsLoss`, which with its
+default weights *is* OpenSim Static Optimization's objective. The reserve and
+residual actuator controls are not network outputs: for given activations the
+loss covers the remaining generalised forces with the least-cost controls in
+closed form (:meth:`~opensim_pinn.loss.PhysicsLoss.controls`), as SO would.
+So the network that minimises the loss reproduces SO, frame by frame, without
+ever seeing an SO result.
+
+How the optimisation is made to converge (the loss is unchanged):
+
+- Activations are ``min_control + (max_control - min_control) * sigmoid(logits)``:
+  inside the muscles' bounds by construction.
+- Per frame, the loss is a quadratic in the activations whose curvature ``H``
+  (the per-frame Hessian, constant: it depends on the trial, not on the network)
+  is badly conditioned where actuators are weak or absent: the dynamics term then
+  acts as a stiff equality constraint, along which the effort term is barely
+  minimised by plain gradients. Training therefore back-propagates a
+  Levenberg-Marquardt direction in logit space, ``(S H S + lambda diag H)^-1 S g``
+  (``g`` the gradient of the per-frame loss with respect to the activations, ``S``
+  the sigmoid's slope) instead of ``S g``. Both vanish at the same points, the
+  minimisers of the loss; the preconditioned one gets there in hundreds of epochs
+  instead of hundreds of thousands. ``lambda`` goes from 1 (a diagonally scaled
+  gradient, safe from a random start) to :attr:`TrainConfig.damping` over the
+  first half of training. Logits beyond +-:attr:`TrainConfig.logit_limit` are
+  pulled back, so that a muscle resting at its bound (a saturated sigmoid) can
+  still be switched on where other frames need it.
+- Trials are cut into windows of :attr:`TrainConfig.window` frames that overlap by
+  half (the BiGRU's time window); the per-frame encoder runs once per frame, the
+  BiGRU per window; predictions blend overlapping windows.
+- Adam, linear warm-up then cosine decay of the learning rate, full batch
+  (every window of every trial at each step).
+
+The loss terms in :attr:`Trainer.history` are means over the frames of the training
+windows (a frame in two overlapping windows counts twice).
+
+Measured (2 CPU cores, default settings, median R^2 of muscle forces against
+OpenSim SO on the training trial): gait10dof18musc walk (151 frames, 18 muscles)
+0.998 in about 15 s of training; gait2392 (151 frames, 92 muscles) 0.99 in about
+1 min; arm26 0.997.
+
+Examples
+--------
+>>> trainer = Trainer(TrainConfig(epochs=500)).fit([trial], info, muscle_model,
+...                                                polynomials=polynomials)   # doctest: +SKIP
+>>> activations = trainer.predict(trial)          # (n_frames, n_muscles)     # doctest: +SKIP
+>>> trainer.save("run/checkpoint.pt")                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import InputError
+from .loss import PhysicsLoss, PhysicsTargets, physics_targets
+from .network import NetworkConfig, build_network
+from .snapshots import DEFAULT_SNAPSHOT_EVERY
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 1000
+"""Training epochs (full-batch steps) when none are given: enough for every shared case."""
+
+CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
+CHECKPOINT_VERSION = 1
+
+HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
+                   "total")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :class:`Trainer`.
+
+    Attributes
+    ----------
+    epochs : int
+        Optimiser steps; each uses every window of every trial.
+    time_limit_s : float or None
+        Stop after this many seconds of training; the learning-rate and damping
+        schedules then follow elapsed time when it runs ahead of the epochs.
+    learning_rate : float
+        Peak Adam learning rate.
+    warmup : float
+        Fraction of the epochs with a linear learning-rate warm-up.
+    window : int or None
+        Frames per training window. Longer trials are cut into windows that
+        overlap by half, shorter ones are used whole; ``None``: whole trials.
+    seed : int
+        Seeds the network's initial weights (the training is deterministic on CPU).
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    loss_weights : dict or None
+        Weights of the loss terms (see :data:`opensim_pinn.loss.DEFAULT_LOSS_WEIGHTS`).
+    precondition : bool
+        Use the curvature-preconditioned direction (see the module docstring);
+        ``False``: plain gradients of the loss.
+    initial_damping, damping : float
+        Levenberg-Marquardt damping at the start and from half-way through training.
+    threads : int or None
+        CPU threads torch uses while training (restored after). The training step's
+        operations are small: one thread is as fast as two on an idle machine, and
+        tens of times faster when other programs keep the cores busy (threads then
+        wait for each other at every operation). ``None``: torch's setting.
+        Predictions use torch's setting (two threads are 20 % faster on an idle
+        2-core machine).
+    logit_limit : float
+        Logits beyond +-this are pulled back (with ``precondition``): a muscle at
+        its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
+        to a logit where no gradient can bring it back.
+    network : NetworkConfig
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    time_limit_s: float | None = None
+    learning_rate: float = 3e-3
+    warmup: float = 0.05
+    window: int | None = 16
+    seed: int = 0
+    device: str = "cpu"
+    loss_weights: dict | None = None
+    precondition: bool = True
+    initial_damping: float = 1.0
+    damping: float = 1e-6
+    logit_limit: float = 10.0
+    threads: int | None = 1
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        network = {k: v for k, v in data.get("network", {}).items() if k in {f.name for f in fields(NetworkConfig)}}
+        data["network"] = NetworkConfig(**network)
+        return cls(**data)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous setting."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for ``device``; :class:`InputError` when CUDA is asked for but absent."""
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available; use --device cpu")
+    elif str(device) != "cpu":
+        raise InputError(f"--device {device}: choose cpu or cuda")
+    return torch.device(device)
+
+
+def trial_features(kinematics) -> np.ndarray:
+    """Network input of a trial, shape (n_frames, 3 * n_coordinates + n_grf): q, qd, qdd, GRF."""
+    grf = kinematics.grf if kinematics.grf.size else np.zeros((len(kinematics.time), 0))
+    return np.concatenate([kinematics.q, kinematics.qd, kinematics.qdd, grf], axis=1)
+
+
+def windows(n_frames: int, window: int | None) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges covering ``n_frames`` in windows that overlap by half."""
+    if window is None or n_frames <= window:
+        return [(0, n_frames)]
+    stride = max(1, window // 2)
+    starts = list(range(0, n_frames - window, stride)) + [n_frames - window]
+    return [(s, s + window) for s in starts]
+
+
+def window_index(n_frames: int, window: int | None, *, device=None) -> torch.Tensor:
+    """Frame indices of :func:`windows`, shape (n_windows, frames per window)."""
+    spans = windows(n_frames, window)
+    return torch.stack([torch.arange(start, stop, device=device) for start, stop in spans])
+
+
+def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> torch.Tensor:
+    """Per-frame Hessian of the loss with respect to the activations, (n_frames, n_muscles, n_muscles).
+
+    The controls and the uncovered residual are affine in the activations, so
+    their Jacobians come from :meth:`PhysicsLoss.controls` at the unit vectors;
+    the bound penalties are left out (activations are kept within bounds).
+    """
+    n_frames = targets.tau.shape[0]
+    dtype, device = targets.tau.dtype, targets.tau.device
+    zero = torch.zeros(1, n_frames, n_muscles, dtype=dtype, device=device)
+    basis = torch.eye(n_muscles, dtype=dtype, device=device)[:, None, :].expand(n_muscles, n_frames, n_muscles)
+    controls0, uncovered0 = loss.controls(zero, targets)
+    controls1, uncovered1 = loss.controls(basis, targets)
+    jacobian_controls = (controls1 - controls0).permute(1, 2, 0)  # (T, A, M)
+    jacobian_uncovered = (uncovered1 - uncovered0).permute(1, 2, 0) / loss.uncovered_reserve  # (T, C, M)
+    w = loss.loss_weights
+    gram = (jacobian_controls.transpose(1, 2) @ jacobian_controls
+            + jacobian_uncovered.transpose(1, 2) @ jacobian_uncovered)
+    return 2 * w["performance"] * torch.eye(n_muscles, dtype=dtype, device=device) + 2 * w["dynamics"] * gram
+
+
+class Trainer:
+    """Fit, use and store the network (scikit-learn style: the constructor only stores settings).
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+    progress : bool
+        Show a progress bar with the loss terms while fitting.
+
+    Attributes (after :meth:`fit` or :meth:`load`)
+    ----------------------------------------------
+    network : MJCABiGRU
+    info : ModelInfo
+    muscle_model : MusculoskeletalModel
+    polynomials : list of PathPolynomial
+    feature_mean, feature_std : ndarray, shape (n_features,)
+        Input normalisation.
+    coordinates, muscles, actuators, grf_labels : list of str
+    lowpass : float or None
+        Low-pass cut-off (Hz) of the training trials' coordinates (predictions use the same).
+    history : list of dict
+        One row per epoch: :data:`HISTORY_COLUMNS`.
+    state_variables : list of str or None
+        The model's OpenSim state variable names (set by :func:`opensim_pinn.train.train_network`),
+        so that predicted states files hold exactly the model's muscle states.
+    optimizer : torch.optim.Adam
+        After :meth:`fit` only; its state goes into training snapshots (see :meth:`training_state`).
+    """
+
+    def __init__(self, config: TrainConfig | None = None, *, progress: bool = True):
+        self.config = config if config is not None else TrainConfig()
+        self.progress = progress
+
+    # ---- fitting ------------------------------------------------------------------
+    def fit(self, trials, info, muscle_model, *, polynomials=None, resume: dict | None = None,
+            snapshot=None, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> "Trainer":
+        """Train on ``trials`` (list of :class:`~opensim_pinn.trial.Trial` of the model ``info``).
+
+        Parameters
+        ----------
+        trials : list of Trial
+            Same coordinates, actuators and GRF components in every trial.
+        info : ModelInfo
+        muscle_model : MusculoskeletalModel
+        polynomials : list of PathPolynomial, optional
+            The path polynomials of ``muscle_model``; needed by :meth:`save`.
+        resume : dict, optional
+            :meth:`training_state` of an interrupted fit with the same trials and
+            settings: training goes on after its last epoch, as if never stopped
+            (exactly so on the CPU: full-batch training draws no random numbers
+            once the network is initialised, unless ``config.network.dropout`` > 0).
+        snapshot : callable, optional
+            Called with :meth:`training_state` before the first epoch and then
+            every ``snapshot_every`` epochs.
+        """
+        config = self.config
+        device = check_device(config.device)
+        trials = list(trials)
+        if not trials:
+            raise ValueError("no trials to train on")
+        self._set_model(info, muscle_model, polynomials, trials)
+        features = [trial_features(t) for t in trials]
+        stacked = np.concatenate(features)
+        self.feature_mean = stacked.mean(axis=0)
+        std = stacked.std(axis=0)
+        self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
+
+        loss = self._loss(device)
+        n_muscles = len(self.muscles)
+        batches = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), ...
+        for trial, feature in zip(trials, features):
+            target = self._targets(trial).to(device=device, dtype=torch.float32)
+            index = window_index(len(trial.time), config.window, device=device)
+            x = torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device)
+            batches.append((x, index, target[index], curvature(loss, target, n_muscles)[index]))
+        n_frames = sum(index.numel() for _, index, _, _ in batches)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
+                                         n_muscles).to(device)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
+        self.history = []
+        if resume is not None:
+            self.network.load_state_dict(resume["network_state"])
+            self.optimizer.load_state_dict(resume["optimizer_state"])
+            self.history = list(resume["history"])
+        with torch_threads(config.threads):
+            self._train(batches, loss, n_frames, snapshot, snapshot_every)
+        self.network.eval()
+        return self
+
+    def training_state(self) -> dict:
+        """Where training stands after the last epoch of :attr:`history`: what ``fit(resume=...)`` continues from.
+
+        The optimizer's tensors are the live ones (the next epoch changes them): save the state at once.
+        """
+        return {"epochs_done": len(self.history),
+                "network_state": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
+                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history)}
+
+    def _train(self, batches, loss: PhysicsLoss, n_frames: int, snapshot, snapshot_every: int) -> None:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        lower, upper = self._bounds(loss.min_control.device)
+        warmup_steps = max(1, int(config.warmup * config.epochs))
+        first = len(self.history)
+        began = time.perf_counter() - (self.history[-1]["wall_s"] if self.history else 0.0)
+        bar = tqdm(total=config.epochs, initial=first, desc="training", unit="epoch", disable=not self.progress,
+                   leave=False, mininterval=0.5)
+        self.network.train()
+        try:
+            for epoch in range(first, config.epochs):
+                if snapshot is not None and epoch % snapshot_every == 0:
+                    snapshot(self.training_state())
+                elapsed = time.perf_counter() - began
+                if config.time_limit_s is not None and elapsed >= config.time_limit_s:
+                    log.info("training: time limit reached after %d epochs (%.0f s)", epoch, elapsed)
+                    break
+                progress = epoch / config.epochs
+                if config.time_limit_s is not None:
+                    progress = max(progress, elapsed / config.time_limit_s)
+                rate = config.learning_rate * min(1.0, (epoch + 1) / warmup_steps) \
+                    * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+                damping = config.initial_damping * (config.damping / config.initial_damping) ** min(
+                    1.0, progress / 0.5)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = rate
+                self.optimizer.zero_grad(set_to_none=True)
+                totals = dict.fromkeys(("dynamics", "performance", "boundary", "total"), 0.0)
+                for x, index, target, hessian in batches:
+                    share = index.numel() / n_frames
+                    logits = self._window_logits(x, index)
+                    slope = torch.sigmoid(logits)
+                    activations = lower + (upper - lower) * slope
+                    terms = loss(activations, target)
+                    for name in totals:
+                        totals[name] += share * float(terms[name].detach())
+                    if config.precondition:
+                        # Gradient of each frame's own loss, then the damped Newton direction in logit space.
+                        gradient, = torch.autograd.grad(terms["total"] * index.numel(), activations,
+                                                        retain_graph=True)
+                        with torch.no_grad():
+                            direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
+                                                          hessian, damping)
+                            direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
+                        (logits * direction).sum().div(n_frames).backward()
+                    else:
+                        (terms["total"] * share).backward()
+                self.optimizer.step()
+                self.history.append({"epoch": epoch + 1, "wall_s": round(time.perf_counter() - began, 3),
+                                     "learning_rate": rate, "damping": damping, **totals})
+                bar.update(1)
+                if epoch % 10 == 0 or epoch == config.epochs - 1:
+                    bar.set_postfix({k[:4]: f"{v:.4g}" for k, v in totals.items()}, refresh=False)
+        finally:
+            bar.close()
+        last = self.history[-1] if self.history else {}
+        log.info("training: %d epochs in %.1f s, loss %s", len(self.history), time.perf_counter() - began,
+                 ", ".join(f"{k} {last.get(k, float('nan')):.4g}" for k in ("dynamics", "performance", "total")))
+
+    # ---- prediction ---------------------------------------------------------------
+    def predict(self, kinematics) -> np.ndarray:
+        """Muscle activations for a trial, shape (n_frames, n_muscles), within each muscle's bounds.
+
+        ``kinematics`` is a :class:`~opensim_pinn.trial.Kinematics` (or Trial) of
+        the same model, with the GRF components the network was trained with.
+        Trials longer than the training window are predicted window by window
+        and blended where windows overlap.
+        """
+        self._check_fitted()
+        self.check_kinematics(kinematics)
+        return self.activations(self.features(kinematics)).cpu().numpy().astype(float)
+
+    def features(self, kinematics) -> torch.Tensor:
+        """Normalised network input of a trial, (n_frames, n_features), on the network's device."""
+        device = next(self.network.parameters()).device
+        return torch.as_tensor(self._normalize(trial_features(kinematics)), dtype=torch.float32, device=device)
+
+    def activations(self, features: torch.Tensor) -> torch.Tensor:
+        """Activations (n_frames, n_muscles) from normalised features (in inference mode: no gradients).
+
+        Windows as in training; where they overlap, their outputs are blended with
+        triangular weights.
+        """
+        lower, upper = self._bounds(features.device)
+        n_frames = features.shape[0]
+        index = window_index(n_frames, self.config.window, device=features.device)
+        with torch.inference_mode():
+            pieces = torch.sigmoid(self._window_logits(features, index))  # (n_windows, window, n_muscles)
+            if index.shape[0] == 1:
+                out = pieces[0]
+            else:
+                length = index.shape[1]
+                ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
+                flat = index.reshape(-1)
+                out = pieces.new_zeros(n_frames, pieces.shape[-1]).index_add_(
+                    0, flat, (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
+                weight = pieces.new_zeros(n_frames).index_add_(0, flat, ramp.repeat(index.shape[0]))
+                out = out / weight[:, None]
+        return lower + (upper - lower) * out
+
+    def _window_logits(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Logits of the windows ``index`` (n_windows, window) of a trial's features (n_frames, n_features)."""
+        if self.network.per_frame_encoder:  # encode every frame once, then cut the windows
+            return self.network.sequence_logits(self.network.frame_features(features[None])[0][index])
+        return self.network.logits(features[index])
+
+    def muscle_forces(self, kinematics, activations: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """Muscle forces (N) = activation x rigid-tendon force at full activation, (n_frames, n_muscles).
+
+        Evaluated in float32, like the network (a copy of the float64 muscle module):
+        the forces differ from float64 by less than 1e-4 of their size, and the
+        muscle module runs two to three times faster.
+        """
+        if activations is None:
+            activations = self.predict(kinematics)
+        model = self.inference_muscle_model()
+        device = model.max_isometric_force.device
+        with torch.inference_mode():
+            q = torch.as_tensor(np.asarray(kinematics.q), dtype=torch.float32, device=device)
+            qd = torch.as_tensor(np.asarray(kinematics.qd), dtype=torch.float32, device=device)
+            forces = model.muscle_forces(q, qd, torch.as_tensor(activations, dtype=torch.float32, device=device))
+        return forces.cpu().numpy().astype(float)
+
+    def inference_muscle_model(self):
+        """A float32 copy of :attr:`muscle_model` for predictions (made once)."""
+        import copy
+
+        if getattr(self, "_inference_muscles", None) is None:
+            device = next(self.network.parameters()).device
+            self._inference_muscles = copy.deepcopy(self.muscle_model).to(device=device, dtype=torch.float32)
+        return self._inference_muscles
+
+    # ---- checkpoints --------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything :meth:`load` needs, as torch-saveable plain data (no pickled objects)."""
+        self._check_fitted()
+        if self.polynomials is None:
+            raise ValueError("the checkpoint needs the muscle path polynomials: pass polynomials= to fit()")
+        return {
+            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "package_version": __version__,
+            "train_config": self.config.to_dict(),
+            "network_state": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+            "epochs_done": len(self.history),
+            "feature_mean": self.feature_mean.tolist(), "feature_std": self.feature_std.tolist(),
+            "model_info": self.info.to_dict(),
+            "path_polynomials": [p.to_dict() for p in self.polynomials],
+            "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
+            "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
+            "state_variables": self.state_variables, "history": self.history,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write a self-contained checkpoint (see :meth:`state`) to ``path``, atomically."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        torch.save(self.state(), partial)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> "Trainer":
+        """A fitted Trainer from a checkpoint written by :meth:`save`.
+
+        Raises
+        ------
+        InputError
+            Missing file, not an opensim-pinn checkpoint, damaged, or ``device`` unavailable.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: checkpoint not found; give the checkpoint.pt written by 'opensim-pinn train'")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises several kinds for a file that is not a checkpoint
+            state = None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{path}: not an opensim-pinn checkpoint; give the checkpoint.pt written by "
+                             "'opensim-pinn train'")
+        if state.get("format_version", 0) > CHECKPOINT_VERSION:
+            raise InputError(f"{path}: checkpoint format {state['format_version']} is newer than this "
+                             f"opensim-pinn ({__version__}) reads; upgrade opensim-pinn")
+        torch_device = check_device(device)
+        try:
+            trainer = cls._from_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
+                             "with 'opensim-pinn train'") from None
+        trainer.config.device = str(torch_device)
+        trainer.network.to(torch_device)
+        return trainer
+
+    @classmethod
+    def _from_state(cls, state: dict) -> "Trainer":
+        """The Trainer of a checkpoint's :meth:`state`, on the CPU, in evaluation mode."""
+        from .muscle import MusculoskeletalModel
+        from .osim import model_info_from_dict
+        from .paths import PathPolynomial
+
+        trainer = cls(TrainConfig.from_dict(state["train_config"]), progress=False)
+        info = model_info_from_dict(state["model_info"])
+        polynomials = [PathPolynomial.from_dict(p) for p in state["path_polynomials"]]
+        trainer.info, trainer.polynomials = info, polynomials
+        trainer.muscle_model = MusculoskeletalModel(info, polynomials).to(torch.float64)
+        trainer.coordinates, trainer.muscles = state["coordinates"], state["muscles"]
+        trainer.actuators, trainer.grf_labels = state["actuators"], state["grf_labels"]
+        trainer.lowpass, trainer.trial_settings = state["lowpass"], state["trials"]
+        trainer.feature_mean = np.array(state["feature_mean"])
+        trainer.feature_std = np.array(state["feature_std"])
+        trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
+                                        len(trainer.grf_labels), len(trainer.muscles))
+        trainer.network.load_state_dict(state["network_state"])
+        trainer.network.eval()
+        trainer.state_variables = state.get("state_variables")
+        trainer.history = list(state.get("history", []))
+        trainer.package_version = state.get("package_version")
+        return trainer
+
+    def write_history(self, path: str | Path) -> None:
+        """Write :attr:`history` as CSV (one row per epoch)."""
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                                 for k in HISTORY_COLUMNS})
+
+    # ---- helpers ------------------------------------------------------------------
+    def _set_model(self, info, muscle_model, polynomials, trials) -> None:
+        self.info = info
+        self.muscle_model = muscle_model.to(torch.float64)
+        self.polynomials = polynomials if polynomials is not None else getattr(muscle_model, "polynomials", None)
+        self.coordinates = list(muscle_model.coordinates)
+        self.muscles = list(muscle_model.muscles)
+        first = trials[0]
+        self.actuators = list(first.actuators)
+        self.grf_labels = list(first.grf_labels)
+        for trial in trials:
+            if list(trial.coordinates) != self.coordinates:
+                raise InputError(f"trial {trial.name}: coordinates {trial.coordinates} differ from the "
+                                 f"model's {self.coordinates}")
+            if list(trial.actuators) != self.actuators:
+                raise InputError(f"trial {trial.name}: actuators differ from trial {first.name}'s; "
+                                 "train on trials prepared with the same reserves")
+            if list(trial.grf_labels) != self.grf_labels:
+                raise InputError(f"trial {trial.name}: ground reaction force columns {trial.grf_labels} differ "
+                                 f"from trial {first.name}'s {self.grf_labels}; give every trial the same kind "
+                                 "of external loads (or none)")
+        self.trial_settings = [dict(t.settings) for t in trials]
+        self.state_variables = None  # the model's OpenSim state names, when known (for states files)
+        lowpass = {t.settings.get("lowpass") for t in trials}
+        if len(lowpass) > 1:
+            raise InputError(f"trials were filtered with different low-pass cut-offs {sorted(map(str, lowpass))}; "
+                             "use one --lowpass for all")
+        self.lowpass = lowpass.pop()
+
+    def _targets(self, trial) -> PhysicsTargets:
+        as64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+        return physics_targets(as64(trial.q), as64(trial.qd), as64(trial.tau), as64(trial.actuator_map),
+                               self.muscle_model)
+
+    def _loss(self, device) -> PhysicsLoss:
+        by_name = {a.name: a for a in self.info.actuators}
+        unknown = [a for a in self.actuators if a not in by_name]
+        if unknown:
+            raise InputError(f"actuators {', '.join(unknown)} of the trials are not in the model description")
+
+        def vector(values):
+            return torch.tensor(values, dtype=torch.float32, device=device)
+
+        return PhysicsLoss(vector([m.min_control for m in self.info.muscles]),
+                           vector([m.max_control for m in self.info.muscles]),
+                           vector([by_name[a].min_control for a in self.actuators]),
+                           vector([by_name[a].max_control for a in self.actuators]),
+                           loss_weights=self.config.loss_weights)
+
+    def loss(self, device: str = "cpu") -> PhysicsLoss:
+        """The physics loss of the trained model (float32 bounds on ``device``)."""
+        self._check_fitted()
+        return self._loss(torch.device(device))
+
+    def _bounds(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        by_name = {m.name: m for m in self.info.muscles}
+        lower = torch.tensor([by_name[m].min_control for m in self.muscles], dtype=torch.float32, device=device)
+        upper = torch.tensor([by_name[m].max_control for m in self.muscles], dtype=torch.float32, device=device)
+        return lower, upper
+
+    def _normalize(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.feature_mean) / self.feature_std
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network"):
+            raise RuntimeError("this Trainer is not fitted: call fit() or Trainer.load() first")
+
+    def check_kinematics(self, kinematics) -> None:
+        """Raise :class:`InputError` unless the trial has the network's coordinates and GRF components."""
+        if list(kinematics.coordinates) != self.coordinates:
+            raise InputError(f"the motion's coordinates {kinematics.coordinates} are not the checkpoint's "
+                             f"{self.coordinates}")
+        labels = list(kinematics.grf_labels) if kinematics.grf.size else []
+        if labels != self.grf_labels:
+            if self.grf_labels and not labels:
+                raise InputError("the network was trained with ground reaction forces; give the trial's "
+                                 "--external-loads")
+            if labels and not self.grf_labels:
+                raise InputError("the network was trained without external loads; leave out --external-loads")
+            raise InputError(f"the external loads give forces {labels}, the network was trained with "
+                             f"{self.grf_labels}")
+
+
+def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,
+                      damping: float) -> torch.Tensor:
+    """Levenberg-Marquardt step in logit space: (S H S + damping diag H)^-1 S g, per frame.
+
+    ``gradient`` and ``slope`` (d activation / d logit) are (..., n_muscles),
+    ``hessian`` is (..., n_muscles, n_muscles).
+    """
+    scaled = slope.unsqueeze(-1) * hessian * slope.unsqueeze(-2)
+    diagonal = hessian.diagonal(dim1=-2, dim2=-1)
+    system = scaled + torch.diag_embed(damping * diagonal + 1e-12 * diagonal.mean(-1, keepdim=True))
+    factor, info = torch.linalg.cholesky_ex(system)
+    rhs = (slope * gradient).unsqueeze(-1)
+    if bool((info != 0).any()):  # not positive definite in float32: fall back on a general solve
+        return torch.linalg.solve(system, rhs).squeeze(-1)
+    return torch.cholesky_solve(rhs, factor).squeeze(-1)
