@@ -62,10 +62,27 @@ def read_input_file(path: str | os.PathLike, what: str) -> bytes:
         raise InputError(f"{path}: cannot read the {what} ({reason}); check its permissions") from None
 
 
+def parse_xml(raw: bytes):
+    """The root element of a user's XML file; no entity expansion, no network access, comments dropped.
+
+    Raises
+    ------
+    ValueError
+        Malformed XML; the message is the parser's first line, for the caller's InputError.
+    """
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+    try:
+        return etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as error:
+        raise ValueError((str(error.msg or error).strip().splitlines() or ["syntax error"])[0]) from None
+
+
 def one_line(text: str, limit: int = 60) -> str:
     """``repr`` of a piece of a user's file, shortened and safe to print on one line."""
     shown = repr(text)
     return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
 
 
-__all__ = ["InputError", "OpenSimCrash", "require_file", "read_input_file", "one_line"]
+__all__ = ["InputError", "OpenSimCrash", "require_file", "read_input_file", "parse_xml", "one_line"]

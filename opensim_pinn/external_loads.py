@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from lxml import etree
 
-from .errors import InputError, one_line, read_input_file
+from .errors import InputError, one_line, parse_xml, read_input_file
 from .storage import StorageTable, read_storage
 
 
@@ -111,11 +110,9 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
 def _parse(path: Path):
     """The <ExternalLoads> element of the file."""
     raw = read_input_file(path, "external loads file")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
     try:
-        root = etree.fromstring(raw, parser)
-    except etree.XMLSyntaxError as error:
-        reason = (str(error.msg or error).strip().splitlines() or ["syntax error"])[0]
+        root = parse_xml(raw)
+    except ValueError as reason:
         raise InputError(f"{path}: not a valid XML file ({reason}); give the ExternalLoads .xml") from None
     loads = root if root.tag == "ExternalLoads" else root.find(".//ExternalLoads")
     if loads is None:

@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lxml import etree
 
 from . import __version__
 from .child import run_in_child, run_in_child_timed
-from .errors import InputError, one_line, read_input_file
+from .errors import InputError, one_line, parse_xml, read_input_file
 from .external_loads import loads_datafile, read_external_loads
 from .filtering import filtered_kinematics, frame_indices
 from .osim import ModelInfo, generalized_forces, model_info, model_info_from_dict
@@ -244,11 +243,9 @@ def _opensim_document(path: Path, what: str, tag: str, kind: str, hint: str, *, 
     raw = read_input_file(path, what)
     if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{path}: binary file, not an {kind} file; {hint}")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
     try:
-        root = etree.fromstring(raw, parser)
-    except etree.XMLSyntaxError as error:
-        reason = (str(error.msg or error).strip().splitlines() or ["syntax error"])[0]
+        root = parse_xml(raw)
+    except ValueError as reason:
         raise InputError(f"{path}: not an {kind} file (not valid XML: {reason}); {hint}") from None
     if root.tag == "OpenSimDocument":
         elements = [element for element in root if isinstance(element.tag, str)]
