@@ -30,7 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError, OpenSimCrash
+from .errors import InputError, OpenSimCrash, first_line
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs)
     if status == "input":
         raise InputError(payload)
     log.debug(payload)
-    first = payload.strip().splitlines()[0] if payload.strip() else "unknown error"
+    first = first_line(payload, "unknown error")
     raise OpenSimCrash(f"OpenSim failed during {step}: {first} (-v shows the details)")
 
 

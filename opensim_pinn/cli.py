@@ -251,10 +251,9 @@ def check_options(args: argparse.Namespace) -> None:
         if path is not None:
             require_file(path, what)
     if getattr(args, "device", None) == "cuda":
-        import torch
+        from .trainer import check_device
 
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu")
+        check_device(args.device)
 
 
 def _check_train_options(args: argparse.Namespace) -> None:

@@ -85,7 +85,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     settings = TrialSettings(model=str(model), motion=str(motion), external_loads=loads,
                              reserves=None if reserves is None else str(reserves), start=start, end=end,
                              lowpass=lowpass, step_interval=step_interval)
-    trial, info = prepare_trial(settings)
+    trial, info = prepare_trial(settings, info=info, kinematics=kinematics)
     if list(trial.actuators) != list(trainer.actuators):
         log.warning("compare: the actuators (%s) differ from training's (%s); the network's activations do not "
                     "depend on them, its actuator controls are recomputed for these",
@@ -104,7 +104,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     muscle_r2, muscle_nrmse, muscle_rmse = r2(so_forces, forces), nrmse(so_forces, forces), rmse(so_forces, forces)
     activation_r2 = r2(so_activations, activations)
 
-    tau, by_muscles, by_actuators, controls = _generalized_forces(trainer, frames)
+    tau, by_muscles, by_actuators, controls = _generalized_forces(trainer, frames, activations)
     residual_rms = np.sqrt(np.mean((tau - by_muscles - by_actuators) ** 2, axis=0))
     actuators = {}
     optimal = {a.name: a.optimal_force for a in info.actuators}
@@ -181,28 +181,24 @@ def _subset(trial, rows: np.ndarray):
     from dataclasses import replace
 
     return replace(trial, time=trial.time[rows], q=trial.q[rows], qd=trial.qd[rows], qdd=trial.qdd[rows],
-                   grf=trial.grf[rows] if trial.grf.size else trial.grf, tau=trial.tau[rows],
+                   grf=trial.grf[rows], tau=trial.tau[rows],
                    actuator_map=trial.actuator_map[rows])
 
 
-def _generalized_forces(trainer, trial) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse dynamics, and the network's muscle and least-cost actuator generalised forces, (n_frames, n_coordinates).
+def _generalized_forces(trainer, trial, activations: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse dynamics, and the muscle and least-cost actuator generalised forces of the network's
+    ``activations`` (n_frames, n_muscles), each (n_frames, n_coordinates).
 
     Also returns the actuator controls, (n_frames, n_actuators).
     """
-    from .loss import physics_targets
-
-    def tensor(values):
-        return torch.as_tensor(np.asarray(values), dtype=torch.float64)
-
-    targets = physics_targets(tensor(trial.q), tensor(trial.qd), tensor(trial.tau), tensor(trial.actuator_map),
-                              trainer.muscle_model)
-    activations = tensor(trainer.predict(trial))
-    loss = trainer.loss()
+    targets = trainer.targets(trial)
+    activations = torch.as_tensor(activations, dtype=torch.float64)
     with torch.no_grad():
-        controls, _ = loss.controls(activations, targets)
+        controls, _ = trainer.loss().controls(activations, targets)
         by_muscles = (targets.muscle_matrix @ activations.unsqueeze(-1)).squeeze(-1)
-        by_actuators = torch.einsum("tac,ta->tc", tensor(trial.actuator_map), controls)
+        by_actuators = torch.einsum("tac,ta->tc", torch.as_tensor(trial.actuator_map, dtype=torch.float64),
+                                    controls)
     return trial.tau, by_muscles.numpy(), by_actuators.numpy(), controls.numpy()
 
 

@@ -46,15 +46,15 @@ def run_demo(out: str | Path = "opensim-pinn-demo", *, force: bool = False, epoc
     from .compare import OUTPUTS as COMPARE_OUTPUTS, compare
     from .demo_model import write_demo_project
     from .outputs import OutputFolder
-    from .predict import predict
-    from .train import train_network
+    from .predict import predict, prediction_files
+    from .train import TRAIN_OUTPUTS, train_network
 
     out = Path(out)
     began = time.perf_counter()
     # Every output checked before any work, so that an existing demo is never half replaced.
     OutputFolder(out / "project", list(PROJECT_FILES), force=force).check()
-    OutputFolder(out / "train", ["checkpoint.pt", "history.csv"], force=force).check()
-    OutputFolder(out / "predict", ["walk_forces.sto", "walk_activations.sto", "walk_states.sto"], force=force).check()
+    OutputFolder(out / "train", list(TRAIN_OUTPUTS), force=force).check()
+    OutputFolder(out / "predict", prediction_files("walk"), force=force).check()
     OutputFolder(out / "compare", list(COMPARE_OUTPUTS), force=force).check()
 
     log.info("demo: writing the model and the synthesized walking trial into %s", out / "project")
@@ -66,7 +66,7 @@ def run_demo(out: str | Path = "opensim-pinn-demo", *, force: bool = False, epoc
     log.info("demo: training the network (label-free)")
     trained = train_network(model, [motion], [loads], epochs=epochs, time_limit=time_limit, out=out / "train",
                             force=force, progress=progress)
-    checkpoint = out / "train" / "checkpoint.pt"
+    checkpoint = Path(trained["files"][0])
     log.info("demo: predicting the walk")
     predicted = predict(checkpoint, motion, loads, out=out / "predict", force=force)
     log.info("demo: comparing with OpenSim Static Optimization")

@@ -62,6 +62,12 @@ def read_input_file(path: str | os.PathLike, what: str) -> bytes:
         raise InputError(f"{path}: cannot read the {what} ({reason}); check its permissions") from None
 
 
+def first_line(text: object, default: str) -> str:
+    """The first non-empty line of ``str(text)`` (an error's message), or ``default``."""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else default
+
+
 def parse_xml(raw: bytes):
     """The root element of a user's XML file; no entity expansion, no network access, comments dropped.
 
@@ -76,7 +82,7 @@ def parse_xml(raw: bytes):
     try:
         return etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as error:
-        raise ValueError((str(error.msg or error).strip().splitlines() or ["syntax error"])[0]) from None
+        raise ValueError(first_line(error.msg or error, "syntax error")) from None
 
 
 def one_line(text: str, limit: int = 60) -> str:
@@ -85,4 +91,4 @@ def one_line(text: str, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
 
 
-__all__ = ["InputError", "OpenSimCrash", "require_file", "read_input_file", "parse_xml", "one_line"]
+__all__ = ["InputError", "OpenSimCrash", "require_file", "read_input_file", "first_line", "parse_xml", "one_line"]

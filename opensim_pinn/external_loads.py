@@ -41,9 +41,14 @@ class ExternalLoadsData:
                                 for c in self.columns])
 
 
-def loads_datafile(path: str | Path) -> Path:
-    """The data file named by an ExternalLoads xml (resolved next to the xml)."""
-    datafile = (_parse(Path(path)).findtext("datafile") or "").strip()
+def loads_datafile(path: str | Path, loads=None) -> Path:
+    """The data file named by an ExternalLoads xml (resolved next to the xml).
+
+    ``loads``: the file's <ExternalLoads> element (:func:`parse_external_loads`), if already parsed.
+    """
+    if loads is None:
+        loads = parse_external_loads(Path(path))
+    datafile = (loads.findtext("datafile") or "").strip()
     if not datafile:
         raise InputError(f"{path}: the ExternalLoads file names no <datafile>; add <datafile> with the "
                          "ground reaction data file (.mot/.sto)")
@@ -61,8 +66,8 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
         a force/point/torque column is missing, or a body is not in the model.
     """
     path = Path(path)
-    loads = _parse(path)
-    datafile = loads_datafile(path)
+    loads = parse_external_loads(path)
+    datafile = loads_datafile(path, loads)
     if not datafile.is_file():
         raise InputError(f"{path}: its data file {datafile} does not exist; fix <datafile> (a path relative "
                          "to the .xml's folder, or absolute)")
@@ -107,7 +112,7 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
     return ExternalLoadsData(labels=labels, table=table, columns=columns)
 
 
-def _parse(path: Path):
+def parse_external_loads(path: Path):
     """The <ExternalLoads> element of the file."""
     raw = read_input_file(path, "external loads file")
     try:

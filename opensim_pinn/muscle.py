@@ -29,8 +29,9 @@ from . import curves
 from .osim import ModelInfo
 from .paths import PathPolynomial
 
-_CLASS_CODES = {"Thelen2003Muscle": 0, "Millard2012EquilibriumMuscle": 1, "DeGrooteFregly2016Muscle": 2}
 _THELEN, _MILLARD, _DEGROOTE = 0, 1, 2
+_CLASS_CODES = {"Thelen2003Muscle": _THELEN, "Millard2012EquilibriumMuscle": _MILLARD,
+                "DeGrooteFregly2016Muscle": _DEGROOTE}
 
 
 class MusculoskeletalModel(nn.Module):
@@ -239,9 +240,8 @@ def path_errors(muscle_model: MusculoskeletalModel, model_path: str, q, qd) -> d
         ``length_mm`` and ``moment_arm_mm`` (worst coordinate) per muscle, RMS over
         frames in millimetres; ``active_force_N`` per muscle (RMS, N); and the worst of each.
     """
-    import numpy as np
-
     from .child import run_in_child
+    from .metrics import rmse
     from .osim import muscle_reference
 
     reference = run_in_child("muscle reference values", muscle_reference, model_path,
@@ -250,11 +250,10 @@ def path_errors(muscle_model: MusculoskeletalModel, model_path: str, q, qd) -> d
         model = muscle_model.to(torch.float64)
         q_t, qd_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(qd, dtype=torch.float64)
         lengths, moment_arms = model.paths(q_t)
-        _, force = model.muscle_matrix(q_t, qd_t)
-    rms = lambda a, b: np.sqrt(np.mean((a - b) ** 2, axis=0))  # noqa: E731
-    length = rms(lengths.numpy(), reference["lengths"]) * 1000
-    arm = rms(moment_arms.numpy(), reference["moment_arms"]).max(axis=1) * 1000
-    force_error = rms(force.numpy(), reference["active_force"])
+        force = model.active_force(lengths, -(moment_arms * qd_t.unsqueeze(-2)).sum(-1))  # as muscle_matrix
+    length = rmse(reference["lengths"], lengths.numpy()) * 1000
+    arm = rmse(reference["moment_arms"], moment_arms.numpy()).max(axis=1) * 1000
+    force_error = rmse(reference["active_force"], force.numpy())
     names = muscle_model.muscles
     return {"length_mm": dict(zip(names, length.round(4).tolist())),
             "moment_arm_mm": dict(zip(names, arm.round(4).tolist())),

@@ -118,7 +118,7 @@ class MultiJointCrossAttention(nn.Module):
 
     def __init__(self, n_coordinates: int, n_grf: int, d_model: int, heads: int):
         super().__init__()
-        self.n_coordinates, self.n_grf = n_coordinates, n_grf
+        self.n_coordinates = n_coordinates
         self.joints = JointProjection(n_coordinates, d_model)
         self.grf = nn.Linear(n_grf, d_model) if n_grf else None
         self.attention = nn.MultiheadAttention(d_model, heads, batch_first=True)
@@ -152,7 +152,6 @@ class MJCABiGRU(nn.Module):
     def __init__(self, config: NetworkConfig, n_coordinates: int, n_grf: int, n_muscles: int):
         super().__init__()
         self.config = config
-        self.n_coordinates, self.n_grf, self.n_muscles = n_coordinates, n_grf, n_muscles
         self.n_features = 3 * n_coordinates + n_grf
         d = config.d_model
         integrated = 2 * config.gru_hidden

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ class CoordinateInfo:
     range: tuple[float, float]
     locked: bool
     default_value: float
-
-    @property
-    def value_path(self) -> str:
-        """OpenSim 4 state name of the coordinate's value."""
-        return f"/jointset/{self.joint}/{self.name}/value"
 
 
 @dataclass
@@ -127,7 +122,7 @@ def load_model(path: str | Path, reserves: str | Path | None = None, *, initiali
     try:
         model = opensim.Model(str(path.resolve()))
     except Exception as error:  # OpenSim raises RuntimeError with its own text
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error, type(error).__name__)
         first = re.sub(r"^std::exception in '[^']*':\s*", "", first)
         raise InputError(f"{path}: OpenSim cannot read this model ({first}); open it in the OpenSim GUI "
                          "to see what is wrong") from None
@@ -144,7 +139,6 @@ def append_reserves(model, reserves: str | Path) -> None:
     import opensim
 
     if str(reserves) == "auto":
-        model.initSystem()
         for actuator in auto_reserves(model):
             model.addForce(actuator)
         return
@@ -193,7 +187,7 @@ def model_info(path: str | Path, reserves: str | Path | None = None) -> ModelInf
     import opensim
 
     model = load_model(path, reserves)
-    state = model.initSystem()
+    state = model.getWorkingState()
     coordinates = [
         CoordinateInfo(name=c.getName(), joint=c.getJoint().getName(),
                        motion_type="rotational" if c.getMotionType() == 1 else "translational",
@@ -299,20 +293,17 @@ def _loads_for_window(external_loads: Path, start: float, end: float, folder: Pa
     splines near the window do not depend on rows 0.1 s away (the influence of a
     cubic spline's knot decays by about 4x per knot), so results are unchanged.
     """
-    from lxml import etree
-
-    from .external_loads import loads_datafile
+    from .external_loads import loads_datafile, parse_external_loads
     from .storage import read_storage, write_storage
 
-    table = read_storage(loads_datafile(external_loads))
+    loads = parse_external_loads(external_loads)
+    table = read_storage(loads_datafile(external_loads, loads))
     margin = max(0.1, 20 * float(np.median(np.diff(table.time))))
     keep = (table.time >= start - margin) & (table.time <= end + margin)
     table.time, table.data = table.time[keep], table.data[keep]
     write_storage(folder / "loads_window.mot", table)
-    document = etree.parse(str(external_loads))
-    for datafile in document.iter("datafile"):
-        datafile.text = str(folder / "loads_window.mot")
-    document.write(str(folder / "loads_window.xml"))
+    loads.find("datafile").text = str(folder / "loads_window.mot")
+    loads.getroottree().write(str(folder / "loads_window.xml"))
     return folder / "loads_window.xml"
 
 
@@ -473,7 +464,7 @@ def muscle_reference(model_path: str, coordinates: list[str], q: np.ndarray, qd:
     ``calcInextensibleTendonActiveFiberForce(state, 1.0)``.
     """
     model = load_model(model_path)
-    state = model.initSystem()
+    state = model.getWorkingState()
     coordinate_set = model.getCoordinateSet()
     handles = [coordinate_set.get(name) for name in coordinates]
     muscles = _muscles(model)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .storage import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,7 @@ def fit_paths(model_path: str, coordinates: list[str], time: np.ndarray, q: np.n
         return read_path_set(written[0])
 
 
-def paths_cache_key(model_path: str | Path, time: np.ndarray, q: np.ndarray,
-                    settings: PathFitSettings) -> str:
+def paths_cache_key(model_path: str | Path, q: np.ndarray, settings: PathFitSettings) -> str:
     """Hash of the model file, the reference poses and the settings."""
     digest = hashlib.sha256(Path(model_path).read_bytes())
     digest.update(np.ascontiguousarray(np.round(q, 9)).tobytes())
@@ -178,7 +177,7 @@ def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray,
     from .child import run_in_child
     from .trial import cache_folder
 
-    stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, time, q, settings)}.json"
+    stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, q, settings)}.json"
     if stored.is_file():
         log.info("paths: using cached polynomials %s", stored.name)
         return [PathPolynomial.from_dict(p) for p in json.loads(stored.read_text())]
@@ -187,9 +186,7 @@ def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray,
     polynomials = run_in_child("path fitting", fit_paths, model_path, coordinates, time, q, settings)
     check_coverage(polynomials, muscles)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_suffix(".partial")
-    partial.write_text(json.dumps([p.to_dict() for p in polynomials]))
-    os.replace(partial, stored)
+    write_atomically(stored, json.dumps([p.to_dict() for p in polynomials]).encode())
     return polynomials
 
 

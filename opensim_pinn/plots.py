@@ -26,16 +26,14 @@ def _grid(n_panels: int, max_columns: int = 6) -> tuple[int, int]:
 
 
 def plot_muscle_forces(time: np.ndarray, muscles: list[str], reference: np.ndarray, estimate: np.ndarray,
-                       path: str | Path, *, r2: np.ndarray | None = None,
-                       reference_label: str = "OpenSim Static Optimization",
-                       estimate_label: str = "network") -> Path:
+                       path: str | Path, *, r2: np.ndarray | None = None) -> Path:
     """One panel per muscle: force (N) over time, reference vs estimate; R^2 in the titles if given."""
     plt = _pyplot()
     figure, axes, panels = _panel_grid(plt, len(muscles), panel_size=(2.6, 1.9), max_columns=6,
                                        y_label="force (N)")
     for i, ax in enumerate(panels):
-        ax.plot(time, reference[:, i], color="0.2", lw=1.6, label=reference_label)
-        ax.plot(time, estimate[:, i], color="tab:red", lw=1.0, ls="--", label=estimate_label)
+        ax.plot(time, reference[:, i], color="0.2", lw=1.6, label="OpenSim Static Optimization")
+        ax.plot(time, estimate[:, i], color="tab:red", lw=1.0, ls="--", label="network")
         ax.set_title(muscles[i] if r2 is None else f"{muscles[i]}  R²={r2[i]:.3f}", fontsize=8)
     return _save_with_legend(plt, figure, axes, path, n_legend_columns=2)
 

@@ -82,7 +82,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     trainer.check_kinematics(kinematics)  # before the output check: every input error comes first
     read_s = time.perf_counter() - began
     name = kinematics.name
-    names = [f"{name}_forces.sto", f"{name}_activations.sto", f"{name}_states.sto"]
+    names = prediction_files(name)
     output = OutputFolder(out, names, force=force)
     output.check()
     activations, forces, inference_s = timed_inference(trainer, kinematics)
@@ -97,6 +97,11 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
             "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
                          "includes": "inference: network and muscle module on the whole trial, warm, median of "
                                      f"{INFERENCE_REPEATS} runs; end_to_end adds reading and filtering the files"}}
+
+
+def prediction_files(trial: str) -> list[str]:
+    """The files :func:`predict` writes for a trial named ``trial``: forces, activations, states."""
+    return [f"{trial}_forces.sto", f"{trial}_activations.sto", f"{trial}_states.sto"]
 
 
 def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS
@@ -178,7 +183,6 @@ def model_state_variables(model: str) -> list[str]:
     from .osim import load_model
 
     loaded = load_model(model)
-    loaded.initSystem()
     names = loaded.getStateVariableNames()
     return [names.get(i) for i in range(names.getSize())]
 
@@ -195,4 +199,4 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "timed_inference", "states_table"]
+__all__ = ["predict", "prediction_files", "timed_inference", "states_table"]

@@ -15,6 +15,7 @@ an uninterrupted run gives, weight for weight.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -119,13 +120,14 @@ def write_snapshot(run_dir: str | Path, arguments: dict, digests: dict, polynomi
     """
     import torch
 
-    run_dir = Path(run_dir)
-    partial = run_dir / f".{RESUME_FILE}.partial"
+    from .storage import write_atomically
+
+    buffer = io.BytesIO()
+    torch.save({"format": SNAPSHOT_FORMAT, "format_version": SNAPSHOT_VERSION, "package_version": __version__,
+                "arguments": arguments, "inputs": digests, "path_polynomials": polynomials,
+                "training": training}, buffer)
     try:
-        torch.save({"format": SNAPSHOT_FORMAT, "format_version": SNAPSHOT_VERSION, "package_version": __version__,
-                    "arguments": arguments, "inputs": digests, "path_polynomials": polynomials,
-                    "training": training}, partial)
-        os.replace(partial, run_dir / RESUME_FILE)
+        write_atomically(Path(run_dir) / RESUME_FILE, buffer.getvalue())
     except OSError as error:
         raise InputError(f"{run_dir}: cannot write the training snapshot there "
                          f"({error.strerror or type(error).__name__}); choose another --out") from None
@@ -142,6 +144,8 @@ def read_snapshot(run_dir: str | Path) -> dict:
         the run began.
     """
     import torch
+
+    from .trial import file_digest
 
     run_dir = Path(run_dir)
     path = run_dir / RESUME_FILE
@@ -168,7 +172,7 @@ def read_snapshot(run_dir: str | Path) -> dict:
         if not Path(file).is_file():
             raise InputError(f"{run_dir}: the training's input {file} is gone; put it back to resume, or "
                              "start again with --force")
-        if file_digests([file])[file] != digest:
+        if file_digest(file) != digest:
             raise InputError(f"{run_dir}: the training's input {file} changed since the run began; resuming "
                              "would mix two trials: start again with --force")
     return snapshot

@@ -194,7 +194,7 @@ def opensim_static_optimization(model: str, motion: str, external_loads: str | N
         force_set_files = []
         if reserves == "auto":
             force_set = opensim.ForceSet()
-            for actuator in auto_reserves(load_model(model)):
+            for actuator in auto_reserves(load_model(model, initialize=False)):
                 force_set.cloneAndAppend(actuator)
             force_set.printToXML(str(folder / "auto_reserves.xml"))
             force_set_files.append(str(folder / "auto_reserves.xml"))
@@ -288,8 +288,10 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
         raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     info = load_model_info(model, reserves)
     # Checks every input (files, coordinates, time window) before any long work.
+    reading = time.perf_counter()
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
                                  step_interval=step_interval)
+    read_s = time.perf_counter() - reading
     name = kinematics.name
     names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
              "timing.json"]
@@ -301,13 +303,13 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
                              reserves=reserves, start=start, end=end, lowpass=lowpass,
                              step_interval=step_interval)
     if solver == "fast":
-        trial, info = prepare_trial(settings, cache=False)
+        trial, info = prepare_trial(settings, cache=False, info=info, kinematics=kinematics)
         polynomials = load_or_fit_paths(info.path, trial.coordinates, trial.time, trial.q,
                                         [m.name for m in info.muscles])
         muscle_model = MusculoskeletalModel(info, polynomials)
         began = time.perf_counter()
         result = fast_static_optimization(trial, info, muscle_model)
-        result.wall_s = trial.preparation_s + time.perf_counter() - began
+        result.wall_s = read_s + trial.preparation_s + time.perf_counter() - began
         result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
                               "actuator maps (child process, its interpreter start-up excluded), muscle "
                               "paths and forces, and the batched solve; cached model description and "

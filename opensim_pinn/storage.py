@@ -184,7 +184,7 @@ def write_storage(path: str | os.PathLike, table: StorageTable) -> None:
               "\t".join(["time", *labels])]
     rows = np.column_stack([time, data]) if data.size else time[:, None]
     body = "".join("\t".join(f"{v:.17g}" for v in row) + "\n" for row in rows)  # exact float64 round trip
-    _write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
+    write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
 
 
 def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
@@ -250,8 +250,11 @@ def _parse_rows(path: Path, rows: list[tuple[int, str]], labels: list[str]) -> n
     return values
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write ``content`` to a temporary file next to ``path``, then rename it into place."""
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write ``content`` to a temporary file next to ``path``, then rename it into place.
+
+    A reader never sees half a file, and an error or a kill leaves the previous file as it was.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

@@ -155,12 +155,13 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     window = {name: settings[name] for name in ("start", "end", "lowpass", "step_interval")}
     info = load_model_info(settings["model"], settings["reserves"])
     trial_files = list(zip(settings["motions"], settings["external_loads"]))
-    for motion, loads in trial_files:  # every input checked before the long work
-        load_kinematics(info, motion, loads, **window)
+    checked = [load_kinematics(info, motion, loads, **window)  # every input checked before the long work
+               for motion, loads in trial_files]
     trials = []
-    for motion, loads in trial_files:
-        trial, info = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
-                                                  reserves=settings["reserves"], **window))
+    for (motion, loads), kinematics in zip(trial_files, checked):
+        trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
+                                               reserves=settings["reserves"], **window),
+                                 info=info, kinematics=kinematics)
         trials.append(trial)
     prepared = time.perf_counter()
     if snapshot is not None:
@@ -174,7 +175,7 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     fitted = time.perf_counter()
     config = TrainConfig(epochs=settings["epochs"], time_limit_s=settings["time_limit"], seed=settings["seed"],
                          device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]))
-    digests = file_digests(input_files(settings))
+    digests = snapshot["inputs"] if snapshot is not None else file_digests(input_files(settings))  # checked
     stored_polynomials = [p.to_dict() for p in polynomials]
     with training_lock(out):
         trainer = Trainer(config, progress=progress).fit(

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import logging
 import math
 import time
@@ -63,10 +64,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, first_line
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
+from .storage import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +181,7 @@ def check_device(device: str) -> torch.device:
 
 def trial_features(kinematics) -> np.ndarray:
     """Network input of a trial, shape (n_frames, 3 * n_coordinates + n_grf): q, qd, qdd, GRF."""
-    grf = kinematics.grf if kinematics.grf.size else np.zeros((len(kinematics.time), 0))
-    return np.concatenate([kinematics.q, kinematics.qd, kinematics.qdd, grf], axis=1)
+    return np.concatenate([kinematics.q, kinematics.qd, kinematics.qdd, kinematics.grf], axis=1)
 
 
 def windows(n_frames: int, window: int | None) -> list[tuple[int, int]]:
@@ -195,7 +196,8 @@ def windows(n_frames: int, window: int | None) -> list[tuple[int, int]]:
 def window_index(n_frames: int, window: int | None, *, device=None) -> torch.Tensor:
     """Frame indices of :func:`windows`, shape (n_windows, frames per window)."""
     spans = windows(n_frames, window)
-    return torch.stack([torch.arange(start, stop, device=device) for start, stop in spans])
+    starts = torch.tensor([start for start, _ in spans], device=device)
+    return starts[:, None] + torch.arange(spans[0][1] - spans[0][0], device=device)
 
 
 def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> torch.Tensor:
@@ -290,7 +292,7 @@ class Trainer:
         n_muscles = len(self.muscles)
         batches = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), ...
         for trial, feature in zip(trials, features):
-            target = self._targets(trial).to(device=device, dtype=torch.float32)
+            target = self.targets(trial).to(device=device, dtype=torch.float32)
             index = window_index(len(trial.time), config.window, device=device)
             x = torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device)
             batches.append((x, index, target[index], curvature(loss, target, n_muscles)[index]))
@@ -324,7 +326,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         config = self.config
-        lower, upper = self._bounds(loss.min_control.device)
+        lower, upper = loss.min_control, loss.max_control
         warmup_steps = max(1, int(config.warmup * config.epochs))
         first = len(self.history)
         began = time.perf_counter() - (self.history[-1]["wall_s"] if self.history else 0.0)
@@ -475,10 +477,9 @@ class Trainer:
 
     def save(self, path: str | Path) -> None:
         """Write a self-contained checkpoint (see :meth:`state`) to ``path``, atomically."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        torch.save(self.state(), partial)
-        partial.replace(path)
+        buffer = io.BytesIO()
+        torch.save(self.state(), buffer)
+        write_atomically(Path(path), buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> "Trainer":
@@ -506,7 +507,7 @@ class Trainer:
         try:
             trainer = cls._from_state(state)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = first_line(error, type(error).__name__)
             raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
                              "with 'opensim-pinn train'") from None
         trainer.config.device = str(torch_device)
@@ -536,7 +537,6 @@ class Trainer:
         trainer.network.eval()
         trainer.state_variables = state.get("state_variables")
         trainer.history = list(state.get("history", []))
-        trainer.package_version = state.get("package_version")
         return trainer
 
     def write_history(self, path: str | Path) -> None:
@@ -577,7 +577,8 @@ class Trainer:
                              "use one --lowpass for all")
         self.lowpass = lowpass.pop()
 
-    def _targets(self, trial) -> PhysicsTargets:
+    def targets(self, trial) -> PhysicsTargets:
+        """The physics loss's per-frame data of a prepared trial (float64, CPU), from the muscle module."""
         as64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
         return physics_targets(as64(trial.q), as64(trial.qd), as64(trial.tau), as64(trial.actuator_map),
                                self.muscle_model)
@@ -591,8 +592,7 @@ class Trainer:
         def vector(values):
             return torch.tensor(values, dtype=torch.float32, device=device)
 
-        return PhysicsLoss(vector([m.min_control for m in self.info.muscles]),
-                           vector([m.max_control for m in self.info.muscles]),
+        return PhysicsLoss(*self._bounds(device),
                            vector([by_name[a].min_control for a in self.actuators]),
                            vector([by_name[a].max_control for a in self.actuators]),
                            loss_weights=self.config.loss_weights)
@@ -620,7 +620,7 @@ class Trainer:
         if list(kinematics.coordinates) != self.coordinates:
             raise InputError(f"the motion's coordinates {kinematics.coordinates} are not the checkpoint's "
                              f"{self.coordinates}")
-        labels = list(kinematics.grf_labels) if kinematics.grf.size else []
+        labels = list(kinematics.grf_labels)
         if labels != self.grf_labels:
             if self.grf_labels and not labels:
                 raise InputError("the network was trained with ground reaction forces; give the trial's "

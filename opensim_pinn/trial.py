@@ -27,7 +27,7 @@ from .errors import InputError, one_line, parse_xml, read_input_file
 from .external_loads import loads_datafile, read_external_loads
 from .filtering import filtered_kinematics, frame_indices
 from .osim import ModelInfo, generalized_forces, model_info, model_info_from_dict
-from .storage import read_storage, to_radians
+from .storage import read_storage, to_radians, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,10 @@ class Kinematics:
     qdd: np.ndarray
     grf_labels: list[str] = field(default_factory=list)
     grf: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __post_init__(self):
+        if self.grf.size == 0:  # no loads: shape (n_frames, 0), indexed by frame like the coordinates
+            self.grf = np.zeros((len(self.time), 0))
 
 
 @dataclass
@@ -142,23 +146,29 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
     return kinematics
 
 
-def prepare_trial(settings: TrialSettings, *, cache: bool = True) -> tuple[Trial, ModelInfo]:
+def prepare_trial(settings: TrialSettings, *, cache: bool = True, info: ModelInfo | None = None,
+                  kinematics: Kinematics | None = None) -> tuple[Trial, ModelInfo]:
     """Kinematics and inverse dynamics of a trial, with OpenSim's help (cached).
+
+    ``info`` and ``kinematics``: the model description and :func:`load_kinematics`
+    of these settings, when the caller has read them already (they are not read
+    again; :attr:`Trial.preparation_s` then leaves out their reading).
 
     Returns the trial and the model's description (reserves included).
     """
     began = time.perf_counter()
-    key = _cache_key(settings)
-    stored = cache_folder() / "trials" / f"{key}.npz"
-    if cache and stored.is_file():
+    stored = cache_folder() / "trials" / f"{_cache_key(settings)}.npz" if cache else None
+    if stored is not None and stored.is_file():
         log.info("trial: using cached inverse dynamics %s", stored.name)
         trial, info = _load(stored)
         trial.preparation_s = time.perf_counter() - began
         return trial, info
-    info = load_model_info(settings.model, settings.reserves)
-    kinematics = load_kinematics(info, settings.motion, settings.external_loads, start=settings.start,
-                                 end=settings.end, lowpass=settings.lowpass,
-                                 step_interval=settings.step_interval)
+    if info is None:
+        info = load_model_info(settings.model, settings.reserves)
+    if kinematics is None:
+        kinematics = load_kinematics(info, settings.motion, settings.external_loads, start=settings.start,
+                                     end=settings.end, lowpass=settings.lowpass,
+                                     step_interval=settings.step_interval)
     actuators = [a.name for a in info.actuators]
     all_names, q_all, qd_all, qdd_all = _with_locked(info, kinematics)
     before_child = time.perf_counter()
@@ -171,7 +181,7 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True) -> tuple[Trial
     trial = Trial(**asdict(kinematics), tau=tau[:, free], actuators=actuators,
                   actuator_map=actuator_map[:, :, free], settings=asdict(settings),
                   preparation_s=time.perf_counter() - began - child_startup)
-    if cache:
+    if stored is not None:
         _save(stored, trial, info)
     return trial, info
 
@@ -206,9 +216,7 @@ def load_model_info(model: str | Path, reserves: str | Path | None = None) -> Mo
         raise InputError(f"{model}: the model has no muscles; opensim-pinn estimates muscle forces: "
                          "give a model with muscles")
     stored.parent.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_suffix(".partial")
-    partial.write_text(json.dumps(info.to_dict()))
-    os.replace(partial, stored)
+    write_atomically(stored, json.dumps(info.to_dict()).encode())
     return info
 
 
@@ -389,8 +397,9 @@ def _check_loads_cover(loads, external_loads, time: np.ndarray, window: tuple[fl
 
 def _save(path: Path, trial: Trial, info: ModelInfo) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v for k, v in asdict(trial).items() if isinstance(v, np.ndarray)}
-    meta = {k: v for k, v in asdict(trial).items() if not isinstance(v, np.ndarray)}
+    fields = asdict(trial)
+    arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
     partial = path.with_name(path.stem + ".partial.npz")
     np.savez(partial, meta=json.dumps({"trial": meta, "info": info.to_dict()}), **arrays)
     os.replace(partial, path)
