@@ -83,6 +83,8 @@ class ModelInfo:
     muscles: list[MuscleInfo]
     actuators: list[ActuatorInfo]
     bodies: list[str]
+    state_variables: list[str] = field(default_factory=list)
+    """OpenSim's state variable names (``/forceset/<muscle>/activation``, ...), for states files."""
 
     @property
     def free_coordinates(self) -> list[CoordinateInfo]:
@@ -164,10 +166,8 @@ def auto_reserves(model) -> list:
     """
     import opensim
 
-    spanned = set()
     state = model.initSystem()
-    for muscle in _muscles(model):
-        spanned.update(_spanned_coordinates(model, state, muscle))
+    spanned = {name for names in _spanned_coordinates(model, state, _muscles(model)) for name in names}
     actuators = []
     for coordinate in _coordinates(model):
         if coordinate.get_locked():
@@ -195,7 +195,8 @@ def model_info(path: str | Path, reserves: str | Path | None = None) -> ModelInf
                        default_value=c.getDefaultValue())
         for c in _coordinates(model)]
     muscles = []
-    for muscle in _muscles(model):
+    model_muscles = _muscles(model)
+    for muscle, spanned in zip(model_muscles, _spanned_coordinates(model, state, model_muscles)):
         class_name = muscle.getConcreteClassName()
         if class_name not in MUSCLE_CLASSES:
             raise InputError(f"{path}: muscle {muscle.getName()!r} is a {class_name}; supported "
@@ -208,7 +209,7 @@ def model_info(path: str | Path, reserves: str | Path | None = None) -> ModelInf
             pennation_angle_at_optimal=muscle.getPennationAngleAtOptimalFiberLength(),
             max_contraction_velocity=muscle.getMaxContractionVelocity(),
             min_control=muscle.getMinControl(), max_control=muscle.getMaxControl(),
-            coordinates=_spanned_coordinates(model, state, muscle),
+            coordinates=spanned,
             curves=_curve_parameters(muscle, class_name)))
     actuators = []
     for force in _forces(model):
@@ -224,8 +225,10 @@ def model_info(path: str | Path, reserves: str | Path | None = None) -> ModelInf
             max_control=actuator.getMaxControl(),
             coordinate=coordinate.get_coordinate() if coordinate is not None else ""))
     bodies = [model.getBodySet().get(i).getName() for i in range(model.getBodySet().getSize())]
+    state_names = model.getStateVariableNames()
     return ModelInfo(name=model.getName(), path=str(Path(path).resolve()), coordinates=coordinates,
-                     muscles=muscles, actuators=actuators, bodies=bodies)
+                     muscles=muscles, actuators=actuators, bodies=bodies,
+                     state_variables=[state_names.get(i) for i in range(state_names.getSize())])
 
 
 def _curve_parameters(muscle, class_name: str) -> dict:
@@ -262,9 +265,12 @@ def _curve_parameters(muscle, class_name: str) -> dict:
     }
 
 
-def _spanned_coordinates(model, state, muscle, n_poses: int = 3) -> list[str]:
-    """Unlocked coordinates with a non-zero moment arm for ``muscle`` in a few poses."""
-    spanned = []
+def _spanned_coordinates(model, state, muscles: list, n_poses: int = 3) -> list[list[str]]:
+    """Per muscle, the unlocked coordinates with a non-zero moment arm in a few poses (model order).
+
+    Each pose is assembled once for all muscles.
+    """
+    spanned = [[] for _ in muscles]
     rng = np.random.default_rng(0)
     coordinates = [c for c in _coordinates(model) if not c.get_locked()]
     saved = [c.getValue(state) for c in coordinates]
@@ -275,14 +281,15 @@ def _spanned_coordinates(model, state, muscle, n_poses: int = 3) -> list[str]:
             coordinate.setValue(state, value, False)
         model.assemble(state)
         model.realizePosition(state)
-        for coordinate in coordinates:
-            if (coordinate.getName() not in spanned
-                    and abs(muscle.computeMomentArm(state, coordinate)) > 1e-5):
-                spanned.append(coordinate.getName())
+        for muscle, names in zip(muscles, spanned):
+            for coordinate in coordinates:
+                if (coordinate.getName() not in names
+                        and abs(muscle.computeMomentArm(state, coordinate)) > 1e-5):
+                    names.append(coordinate.getName())
     for coordinate, value in zip(coordinates, saved):
         coordinate.setValue(state, value, False)
     order = [c.getName() for c in coordinates]
-    return sorted(spanned, key=order.index)
+    return [sorted(names, key=order.index) for names in spanned]
 
 
 def _loads_for_window(external_loads: Path, start: float, end: float, folder: Path) -> Path:
@@ -468,7 +475,7 @@ def muscle_reference(model_path: str, coordinates: list[str], q: np.ndarray, qd:
     coordinate_set = model.getCoordinateSet()
     handles = [coordinate_set.get(name) for name in coordinates]
     muscles = _muscles(model)
-    spans = [[coordinates.index(c) for c in _spanned_coordinates(model, state, m)] for m in muscles]
+    spans = [[coordinates.index(c) for c in names] for names in _spanned_coordinates(model, state, muscles)]
     n_frames, n_muscles = len(q), len(muscles)
     out = {"lengths": np.empty((n_frames, n_muscles)), "speeds": np.empty((n_frames, n_muscles)),
            "moment_arms": np.zeros((n_frames, n_muscles, len(coordinates))),
@@ -493,4 +500,5 @@ def model_info_from_dict(data: dict) -> ModelInfo:
                      coordinates=[CoordinateInfo(**{**c, "range": tuple(c["range"])})
                                   for c in data["coordinates"]],
                      muscles=[MuscleInfo(**m) for m in data["muscles"]],
-                     actuators=[ActuatorInfo(**a) for a in data["actuators"]])
+                     actuators=[ActuatorInfo(**a) for a in data["actuators"]],
+                     state_variables=list(data.get("state_variables", [])))

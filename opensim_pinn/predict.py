@@ -178,15 +178,6 @@ def _rigid_tendon_fiber_lengths(trainer, kinematics) -> np.ndarray:
     return fiber.numpy()
 
 
-def model_state_variables(model: str) -> list[str]:
-    """Names of the model's state variables (run through :func:`opensim_pinn.child.run_in_child`)."""
-    from .osim import load_model
-
-    loaded = load_model(model)
-    names = loaded.getStateVariableNames()
-    return [names.get(i) for i in range(names.getSize())]
-
-
 def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path) -> None:
     """Raise :class:`InputError` if the muscles or coordinates of ``info`` (read from ``model``) differ from the
     checkpoint's."""

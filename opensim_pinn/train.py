@@ -143,11 +143,9 @@ def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
 def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict | None = None) -> dict:
     """Check every input, prepare the trials, fit the paths (unless resuming ``snapshot``), train
     (writing snapshots) and write the outputs."""
-    from .child import run_in_child
     from .muscle import MusculoskeletalModel
     from .outputs import OutputFolder
     from .paths import PathPolynomial, load_or_fit_paths
-    from .predict import model_state_variables
     from .snapshots import RESUME_FILE, file_digests, input_files, training_lock, write_snapshot
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
@@ -183,8 +181,6 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
             resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
             snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
         trained = time.perf_counter()
-        trainer.state_variables = run_in_child("reading the model's states", model_state_variables,
-                                               settings["model"])
         with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
             trainer.save(staging / "checkpoint.pt")
             trainer.write_history(staging / "history.csv")

@@ -244,7 +244,7 @@ class Trainer:
     history : list of dict
         One row per epoch: :data:`HISTORY_COLUMNS`.
     state_variables : list of str or None
-        The model's OpenSim state variable names (set by :func:`opensim_pinn.train.train_network`),
+        The model's OpenSim state variable names (from the model description),
         so that predicted states files hold exactly the model's muscle states.
     optimizer : torch.optim.Adam
         After :meth:`fit` only; its state goes into training snapshots (see :meth:`training_state`).
@@ -570,7 +570,7 @@ class Trainer:
                                  f"from trial {first.name}'s {self.grf_labels}; give every trial the same kind "
                                  "of external loads (or none)")
         self.trial_settings = [dict(t.settings) for t in trials]
-        self.state_variables = None  # the model's OpenSim state names, when known (for states files)
+        self.state_variables = list(info.state_variables) or None  # for states files
         lowpass = {t.settings.get("lowpass") for t in trials}
         if len(lowpass) > 1:
             raise InputError(f"trials were filtered with different low-pass cut-offs {sorted(map(str, lowpass))}; "

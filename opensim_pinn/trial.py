@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 DEFAULT_LOWPASS_HZ = 6.0
 """Default low-pass cut-off of the coordinates (OpenSim tools' usual 6 Hz)."""
 
+MODEL_INFO_FORMAT = 2
+"""Version of the cached model descriptions (2: with the model's state variable names)."""
+
 MIN_FRAMES = 6
 """Fewest motion rows that a quintic spline (and so the differentiation) needs."""
 
@@ -205,7 +208,7 @@ def load_model_info(model: str | Path, reserves: str | Path | None = None) -> Mo
     if reserves is not None and str(reserves) != "auto":
         check_reserves_file(reserves, model, coordinates)
     digest = hashlib.sha256(file_digest(model, None if reserves == "auto" else reserves).encode())
-    digest.update(json.dumps([reserves == "auto", __version__]).encode())
+    digest.update(json.dumps([reserves == "auto", __version__, MODEL_INFO_FORMAT]).encode())
     stored = cache_folder() / "models" / f"{digest.hexdigest()[:24]}.json"
     if stored.is_file():
         info = model_info_from_dict(json.loads(stored.read_text()))
