@@ -232,10 +232,13 @@ def build_lower_limb_model(path: str | Path) -> Path:
 
 
 def _opensim():
-    """The ``opensim`` module, with its log file switched off (it would litter the current folder)."""
+    """The ``opensim`` module, quiet: no log file in the current folder, errors only on the console
+    (its info lines would mix with the commands' output on stdout)."""
     import opensim
 
-    opensim.Logger.removeFileSink()
+    from .osim import quiet_opensim
+
+    quiet_opensim()
     return opensim
 
 
@@ -416,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="output folder (created if missing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _opensim().Logger.setLevelString("warn")
     for key, path in write_demo_project(args.folder).items():
         log.info("%s: %s", key, path)
     return 0

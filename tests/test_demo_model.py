@@ -161,6 +161,19 @@ def test_regenerated_model_equals_committed(tmp_path):
     assert demo_model.GENERATED_COMMENT in COMMITTED_MODEL.read_text()
 
 
+def test_writing_the_project_prints_nothing_on_stdout(tmp_path):
+    """``opensim-pinn demo`` prints its JSON summary on stdout; OpenSim's info lines must not mix in."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    written = subprocess.run([sys.executable, "-c", "import sys; from opensim_pinn.demo_model import "
+                              "write_demo_project; write_demo_project(sys.argv[1])", str(tmp_path)],
+                             capture_output=True, text=True, env=environment, check=True)
+    assert written.stdout == ""
+
+
 def test_trial_is_read_by_opensim_and_read_storage(demo):
     for key, labels in (("motion", COORDINATES), ("grf", demo_model.GRF_LABELS)):
         table = osim.TimeSeriesTable(str(demo[key]))
