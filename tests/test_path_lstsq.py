@@ -212,3 +212,21 @@ def test_least_squares_paths_match_opensim_on_shared_trials(name, shared_data):
     with torch.no_grad():
         _, moment_arms = muscles.paths(torch.as_tensor(kinematics.q[:3]))
     assert torch.isfinite(moment_arms).all()
+
+
+def test_inspect_path_fitter_option(shared_data, capsys):
+    """``inspect --path-fitter lstsq`` reports the least-squares fit (cached by the test above when
+    run together: the same motion, filter and settings); a wrong value is a one-line error."""
+    import json
+
+    from opensim_pinn.cli import main
+
+    folder = shared_data / "arm26"
+    command = ["inspect", str(folder / "arm26.osim"), "--motion", str(folder / "arm26_InverseKinematics.mot")]
+    assert main([*command, "--path-fitter", "lstsq", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)["path_fit"]
+    assert fit["worst_length_mm"][1] < SHARED_LENGTH_RMS_MM
+    assert fit["worst_moment_arm_mm"][1] < SHARED_MOMENT_ARM_RMS_MM
+    assert main([*command, "--path-fitter", "scipy"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--path-fitter: invalid choice: 'scipy'" in line
