@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     _reserves_option(inspect)
     inspect.add_argument("--motion", metavar="IK.mot", help="report the path polynomials' fit on this motion")
     _lowpass_option(inspect)
+    inspect.add_argument("--path-fitter", choices=["auto", "opensim", "lstsq"], default="auto",
+                         help="how --motion's path polynomials are fitted: 'opensim' (OpenSim's "
+                              "PolynomialPathFitter), 'lstsq' (the same polynomials by least squares to "
+                              "OpenSim's lengths and moment arms), 'auto' (default: the fitter, least squares "
+                              "where it fails)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     so = commands.add_parser("static-opt", help="Static Optimization: OpenSim's own or the fast batched solver",
@@ -163,7 +168,8 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "inspect":
         from .model_report import format_report, inspect_model
 
-        report = inspect_model(args.model, reserves=args.reserves, motion=args.motion, lowpass=args.lowpass)
+        report = inspect_model(args.model, reserves=args.reserves, motion=args.motion, lowpass=args.lowpass,
+                               path_fitter=args.path_fitter)
         print(json.dumps(report, indent=2) if args.json else format_report(report))
     elif args.command == "static-opt":
         from .static_opt import static_optimization

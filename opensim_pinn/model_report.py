@@ -9,11 +9,12 @@ log = logging.getLogger(__name__)
 
 
 def inspect_model(model: str | Path, *, reserves: str | None = None, motion: str | Path | None = None,
-                  lowpass: float | None = 6.0) -> dict:
+                  lowpass: float | None = 6.0, path_fitter: str = "auto") -> dict:
     """Describe a model: coordinates, muscles with their Hill parameters, actuators.
 
     With ``motion``, also fit (or reuse) the path polynomials around it and
-    report their RMS error against OpenSim on the motion's frames, in mm.
+    report their RMS error against OpenSim on the motion's frames, in mm;
+    ``path_fitter`` is :attr:`opensim_pinn.paths.PathFitSettings.fitter`.
 
     Returns
     -------
@@ -42,11 +43,12 @@ def inspect_model(model: str | Path, *, reserves: str | None = None, motion: str
     }
     if motion is not None:
         from .muscle import MusculoskeletalModel, path_errors
-        from .paths import load_or_fit_paths
+        from .paths import PathFitSettings, load_or_fit_paths
 
+        settings = PathFitSettings(fitter=path_fitter)  # checked before any long work
         kinematics = load_kinematics(info, motion, lowpass=lowpass)
         polynomials = load_or_fit_paths(info.path, kinematics.coordinates, kinematics.time, kinematics.q,
-                                        [m.name for m in info.muscles])
+                                        [m.name for m in info.muscles], settings)
         errors = path_errors(MusculoskeletalModel(info, polynomials), info.path, kinematics.q, kinematics.qd)
         report["path_fit"] = {"motion": str(motion), "n_frames": len(kinematics.time), **errors}
     return report

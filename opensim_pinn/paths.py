@@ -24,10 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OpenSimCrash
 from .storage import write_atomically
 
 log = logging.getLogger(__name__)
+
+FITTERS = ("auto", "opensim", "lstsq")
+"""Values of :attr:`PathFitSettings.fitter`."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,15 @@ class PathFitSettings:
     max_frames : int
         Reference frames used at most (the motion is subsampled evenly; cost grows with frames).
     sampling_range_deg : float
-        Half-width of the sampling box around each frame, degrees (metres / 100 for translations).
+        Half-width of the sampling box around each frame, degrees (the fitter converts it to
+        radians for every coordinate: translations get +/- that many "radians" of metres).
     length_tolerance, moment_arm_tolerance : float
         RMS tolerances (m) at which the fitter stops raising the order.
+    fitter : {"auto", "opensim", "lstsq"}
+        "opensim": OpenSim's PolynomialPathFitter; "lstsq": the same polynomials fitted by
+        least squares to OpenSim's lengths and moment arms
+        (:mod:`opensim_pinn.path_lstsq`); "auto": the fitter, and least squares for the
+        muscles it leaves out or for the whole model when it fails.
     """
 
     max_order: int = 8
@@ -54,6 +63,11 @@ class PathFitSettings:
     sampling_range_deg: float = 15.0
     length_tolerance: float = 1e-4
     moment_arm_tolerance: float = 1e-4
+    fitter: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.fitter not in FITTERS:
+            raise InputError(f"path fitter must be one of {', '.join(FITTERS)}, got {self.fitter!r}")
 
     def key(self) -> str:
         return repr(self)
@@ -137,10 +151,9 @@ def fit_paths(model_path: str, coordinates: list[str], time: np.ndarray, q: np.n
     from .osim import load_model
 
     model = load_model(model_path)
-    stride = max(1, int(np.ceil(len(time) / settings.max_frames)))
     table = opensim.TimeSeriesTable()
     table.setColumnLabels(coordinates)
-    for i in range(0, len(time), stride):
+    for i in reference_rows(len(time), settings.max_frames):
         table.appendRow(float(time[i]), opensim.RowVector(q[i].tolist()))
     table.addTableMetaDataString("inDegrees", "no")
     with tempfile.TemporaryDirectory(prefix="opensim_pinn_paths_") as folder:
@@ -162,6 +175,11 @@ def fit_paths(model_path: str, coordinates: list[str], time: np.ndarray, q: np.n
         return read_path_set(written[0])
 
 
+def reference_rows(n_frames: int, max_frames: int) -> np.ndarray:
+    """Rows of the reference motion the fit samples around: at most ``max_frames``, evenly strided."""
+    return np.arange(0, n_frames, max(1, int(np.ceil(n_frames / max_frames))))
+
+
 def paths_cache_key(model_path: str | Path, q: np.ndarray, settings: PathFitSettings) -> str:
     """Hash of the model file, the reference poses and the settings."""
     digest = hashlib.sha256(Path(model_path).read_bytes())
@@ -173,20 +191,48 @@ def paths_cache_key(model_path: str | Path, q: np.ndarray, settings: PathFitSett
 def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray, q: np.ndarray,
                       muscles: list[str], settings: PathFitSettings = PathFitSettings()
                       ) -> list[PathPolynomial]:
-    """Path polynomials for a model around poses ``q``: from the cache, or fitted by OpenSim."""
-    from .child import run_in_child
+    """Path polynomials for a model around poses ``q``: from the cache, or fitted (``settings.fitter``)."""
     from .trial import cache_folder
 
     stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, q, settings)}.json"
     if stored.is_file():
         log.info("paths: using cached polynomials %s", stored.name)
         return [PathPolynomial.from_dict(p) for p in json.loads(stored.read_text())]
-    log.info("paths: fitting muscle paths with OpenSim's PolynomialPathFitter (%d muscles; cached after)",
-             len(muscles))
-    polynomials = run_in_child("path fitting", fit_paths, model_path, coordinates, time, q, settings)
+    polynomials = _fit(model_path, coordinates, time, q, muscles, settings)
     check_coverage(polynomials, muscles)
     stored.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(stored, json.dumps([p.to_dict() for p in polynomials]).encode())
+    return polynomials
+
+
+def _fit(model_path: str, coordinates: list[str], time: np.ndarray, q: np.ndarray, muscles: list[str],
+         settings: PathFitSettings) -> list[PathPolynomial]:
+    """Polynomials by the settings' fitter; with "auto", least squares where PolynomialPathFitter fails."""
+    from .child import run_in_child
+    from .path_lstsq import fit_paths_lstsq
+
+    lstsq_step = "path fitting (least squares)"
+    if settings.fitter == "lstsq":
+        log.info("paths: fitting muscle paths by least squares to OpenSim's lengths and moment arms "
+                 "(%d muscles; cached after)", len(muscles))
+        return run_in_child(lstsq_step, fit_paths_lstsq, model_path, coordinates, time, q, settings)
+    log.info("paths: fitting muscle paths with OpenSim's PolynomialPathFitter (%d muscles; cached after)",
+             len(muscles))
+    try:
+        polynomials = run_in_child("path fitting", fit_paths, model_path, coordinates, time, q, settings)
+    except OpenSimCrash as error:
+        if settings.fitter == "opensim":
+            raise
+        log.warning("paths: %s; fitting the same polynomials by least squares to OpenSim's lengths and "
+                    "moment arms instead", error)
+        return run_in_child(lstsq_step, fit_paths_lstsq, model_path, coordinates, time, q, settings)
+    fitted = {p.muscle for p in polynomials}
+    missing = [m for m in muscles if m not in fitted]
+    if missing and settings.fitter == "auto":
+        log.warning("paths: PolynomialPathFitter fitted no polynomial for %s (moment arms below its "
+                    "threshold); fitting them by least squares", ", ".join(missing))
+        polynomials += run_in_child(lstsq_step, fit_paths_lstsq, model_path, coordinates, time, q, settings,
+                                    muscles=missing)
     return polynomials
 
 
