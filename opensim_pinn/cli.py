@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("torchscript", "onnx"),
                         help="torchscript (torch.jit.load) or onnx (ONNX Runtime; needs the onnx package)")
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    export.add_argument("--frames", type=int, metavar="N", help="onnx only: frames per call, fixed in the file "
+                        "(default: the training window); torchscript files take any number")
     export.add_argument("--force", action="store_true", help="replace an existing file")
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
@@ -245,7 +247,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "export":
         from .export import export_model
 
-        print(json.dumps(export_model(args.checkpoint, args.out, args.format, force=args.force), indent=2))
+        print(json.dumps(export_model(args.checkpoint, args.out, args.format, frames=args.frames,
+                                                     force=args.force), indent=2))
     elif args.command == "demo":
         from .demo import run_demo
 

@@ -3,7 +3,8 @@
 The exported file runs without opensim-pinn (TorchScript: ``torch.jit.load``;
 ONNX: any ONNX runtime, e.g. ``onnxruntime``). It holds :class:`WindowModel`:
 
-- input ``features``: float32, shape (n_frames, 3 * n_coordinates + n_grf): per
+- input ``features``: float32, shape (n_frames, 3 * n_coordinates + n_grf) (TorchScript:
+  any n_frames; ONNX: the fixed ``frames`` of the metadata, by default the training window): per
   frame, the *filtered* coordinates q (rad; m for translations), speeds qd,
   accelerations qdd (in the checkpoint's coordinate order), then the ground
   reaction force components (N, in ``grf_labels`` order), unnormalised;
@@ -84,7 +85,8 @@ def metadata(trainer) -> dict:
                         "forces": "float32 (n_frames, n_muscles), muscle forces (N)"}}
 
 
-def export_model(checkpoint: str | Path, out: str | Path, format: str, *, force: bool = False) -> dict:
+def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames: int | None = None,
+                 force: bool = False) -> dict:
     """Write the checkpoint's :class:`WindowModel` to ``out`` as TorchScript or ONNX.
 
     Parameters
@@ -94,6 +96,10 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, force:
     out : path
         The file to write (replaced only with ``force``).
     format : "torchscript" or "onnx"
+    frames : int, optional
+        ONNX only: the number of frames the file takes (the attention's reshapes are
+        traced with fixed sizes); default the training window. TorchScript files take
+        any number of frames.
 
     Returns
     -------
@@ -114,19 +120,22 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, force:
         raise InputError(f"{out.parent}: no such folder; create it or choose another --out")
     if format == "onnx":
         _require_onnx()
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise InputError(f"--frames must be a whole number of frames, 1 or more, got {frames!r}")
     trainer = Trainer.load(checkpoint)
     model = WindowModel(trainer)
-    example = torch.zeros(max(2, trainer.config.window or 16), model.mean.shape[0])
+    n_frames = frames or trainer.config.window or 16
+    example = torch.zeros(n_frames, model.mean.shape[0])
     info = metadata(trainer)
+    info["frames"] = "any" if format == "torchscript" else n_frames
     if format == "torchscript":
         content = _torchscript_bytes(model, (example,), info)
     else:
-        content = _onnx_bytes(model, (example,), ["features"], ["activations", "forces"],
-                              {"features": {0: "frames"}, "activations": {0: "frames"}, "forces": {0: "frames"}}, info)
+        content = _onnx_bytes(model, (example,), ["features"], ["activations", "forces"], {}, info)
     write_atomically(out, content)
     return {"file": str(out), "format": format, "inputs": info["inputs"], "outputs": info["outputs"],
             "coordinates": info["coordinates"], "muscles": info["muscles"], "grf_labels": info["grf_labels"],
-            "window": info["window"]}
+            "window": info["window"], "frames": info["frames"]}
 
 
 def _torchscript_bytes(module: nn.Module, example: tuple, info: dict) -> bytes:
