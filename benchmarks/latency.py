@@ -34,10 +34,10 @@ from opensim_pinn.trial import load_kinematics
 CASES = {
     "gait10dof18musc": dict(model="subject01.osim", motion="subject01_walk_IK.mot",
                             external_loads="subject01_walk_grf.xml",
-                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5),
+                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5, step_interval=1),
     "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
                      external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
-                     start=0.5, end=1.999),
+                     start=0.5, end=1.999, step_interval=10),  # the 1000 Hz file at 100 Hz
 }
 LOOKAHEADS_S = (0.0, 0.05, 0.1)
 BACKENDS = ("torch", "torchscript", "onnxruntime")
@@ -87,7 +87,8 @@ def main() -> None:
             checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, case, Path(work))
             trainer = Trainer.load(checkpoint)
             raw = load_kinematics(trainer.info, folder / case["motion"], folder / case["external_loads"],
-                                  start=case["start"], end=case["end"], lowpass=None)
+                                  start=case["start"], end=case["end"], lowpass=None,
+                                  step_interval=case["step_interval"])
             rows = []
             for backend in BACKENDS:
                 for lookahead in LOOKAHEADS_S:
