@@ -396,8 +396,10 @@ class StreamingPredictor:
         """Kinematics of ``frames`` (global indices) from the raw coordinates buffered so far."""
         past = self._past_frames()
         ahead = min(self.lookahead_frames or 0, past)  # a longer span than 2 x PAST_SPAN_S is too long for a cubic
-        q, qd, qdd = local_polynomial(np.asarray(self._time), np.asarray(self._raw), frames - self._base, past,
-                                      ahead, 3 if ahead else 2, self._step_s * past)
+        first = max(0, int(frames.min()) - self._base - past)  # only the samples the fits use
+        q, qd, qdd = local_polynomial(np.asarray(self._time[first:]), np.asarray(self._raw[first:]),
+                                      frames - self._base - first, past, ahead, 3 if ahead else 2,
+                                      self._step_s * past)
         c = len(self.coordinates)
         for i, frame in enumerate(frames - self._base):
             row = self._features[frame]
