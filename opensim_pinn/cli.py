@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "Each finished frame is printed as one line (time, activations, forces in N); "
                                  "with --out the results are written as .sto files at the end; latency statistics "
                                  "go to stderr.")
-    stream.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
+    stream.add_argument("--checkpoint", required=True, metavar="checkpoint.pt",
+                        help="checkpoint written by 'opensim-pinn train'")
     stream.add_argument("--motion", required=True, metavar="IK.mot|-",
                         help="inverse-kinematics motion (.mot/.sto) to replay, or '-' for lines on stdin")
     stream.add_argument("--external-loads", metavar="LOADS.xml",
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "qd, qdd, then GRF (N); outputs 'activations' and 'forces' (N), (n_frames, "
                                  "n_muscles). The frames are read as one BiGRU window (names and layout are stored "
                                  "in the file).")
-    export.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
+    export.add_argument("--checkpoint", required=True, metavar="checkpoint.pt",
+                        help="checkpoint written by 'opensim-pinn train'")
     export.add_argument("--format", required=True, choices=("torchscript", "onnx"),
                         help="torchscript (torch.jit.load) or onnx (ONNX Runtime; needs the onnx package)")
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
