@@ -28,6 +28,7 @@ _LAZY = {
     "TrainConfig": ("opensim_pinn.trainer", "TrainConfig"),
     "NetworkConfig": ("opensim_pinn.network", "NetworkConfig"),
     "run_demo": ("opensim_pinn.demo", "run_demo"),
+    "StreamingPredictor": ("opensim_pinn.streaming", "StreamingPredictor"),
 }
 
 __all__ = ["__version__", *_LAZY]

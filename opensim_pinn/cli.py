@@ -154,6 +154,45 @@ def build_parser() -> argparse.ArgumentParser:
     _device_option(compare, "the network and the muscle module run")
     _out_options(compare)
 
+    stream = commands.add_parser("stream", help="real-time predictions, frame by frame",
+                                 description="Stream frames through a checkpoint as they arrive: from a motion "
+                                 "file replayed at real-time pace, or tab-separated lines on stdin (time, the "
+                                 "coordinates in radians/metres in the checkpoint's order, then the GRF components). "
+                                 "Each finished frame is printed as one line (time, activations, forces in N); "
+                                 "with --out the results are written as .sto files at the end; latency statistics "
+                                 "go to stderr.")
+    stream.add_argument("--checkpoint", required=True, metavar="checkpoint.pt",
+                        help="checkpoint written by 'opensim-pinn train'")
+    stream.add_argument("--motion", required=True, metavar="IK.mot|-",
+                        help="inverse-kinematics motion (.mot/.sto) to replay, or '-' for lines on stdin")
+    stream.add_argument("--external-loads", metavar="LOADS.xml",
+                        help="ExternalLoads file of the motion file (stdin lines carry the GRF themselves)")
+    stream.add_argument("--start", type=float, metavar="T", help="first time of the motion file replayed (s)")
+    stream.add_argument("--end", type=float, metavar="T", help="last time of the motion file replayed (s)")
+    stream.add_argument("--lookahead", type=float, default=0.0, metavar="SECONDS",
+                        help="wait for this much later data before finishing a frame (default 0); latency = "
+                             "lookahead + compute")
+    stream.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                        help="replay a motion file at the pace of its time column (default), or as fast as possible")
+    stream.add_argument("--out", metavar="DIR", help="folder for <name>_stream_forces.sto and "
+                        "<name>_stream_activations.sto, written at the end")
+    stream.add_argument("--force", action="store_true", help="replace existing output files")
+
+    export = commands.add_parser("export", help="the network and the muscle module as one TorchScript or ONNX file",
+                                 description="Export a checkpoint as one file that runs without opensim-pinn. "
+                                 "Input 'features' float32 (n_frames, 3*n_coordinates+n_grf): filtered q (rad, m), "
+                                 "qd, qdd, then GRF (N); outputs 'activations' and 'forces' (N), (n_frames, "
+                                 "n_muscles). The frames are read as one BiGRU window (names and layout are stored "
+                                 "in the file).")
+    export.add_argument("--checkpoint", required=True, metavar="checkpoint.pt",
+                        help="checkpoint written by 'opensim-pinn train'")
+    export.add_argument("--format", required=True, choices=("torchscript", "onnx"),
+                        help="torchscript (torch.jit.load) or onnx (ONNX Runtime; needs the onnx package)")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    export.add_argument("--frames", type=int, metavar="N", help="onnx only: frames per call, fixed in the file "
+                        "(default: the training window); torchscript files take any number")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
+
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
                                description="Build the built-in planar lower-limb model, synthesize a walking "
                                "trial, train the network, predict, and compare with OpenSim Static "
@@ -207,6 +246,17 @@ def run(args: argparse.Namespace) -> None:
                           start=args.start, end=args.end, step_interval=args.step_interval, out=args.out,
                           force=args.force, device=args.device)
         print(json.dumps(summary, indent=2, default=str))
+    elif args.command == "stream":
+        from .live import stream
+
+        summary = stream(args.checkpoint, args.motion, args.external_loads, lookahead=args.lookahead,
+                         realtime=args.realtime, out=args.out, force=args.force, start=args.start, end=args.end)
+        print(json.dumps(summary, default=str), file=sys.stderr)
+    elif args.command == "export":
+        from .export import export_model
+
+        print(json.dumps(export_model(args.checkpoint, args.out, args.format, frames=args.frames,
+                                                     force=args.force), indent=2))
     elif args.command == "demo":
         from .demo import run_demo
 
@@ -248,7 +298,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"{len(loads)} --external-loads for {len(motions)} --motion; give one per motion, "
                          "in the same order")
     files = [(getattr(args, "model", None), "model file"), (getattr(args, "checkpoint", None), "checkpoint")]
-    files += [(motion, "motion file") for motion in motions]
+    files += [(motion, "motion file") for motion in motions if motion != "-" or args.command != "stream"]
     files += [(load, "external loads file") for load in loads]
     reserves = getattr(args, "reserves", None)
     if reserves is not None and reserves != "auto":

@@ -98,6 +98,8 @@ class MusculoskeletalModel(nn.Module):
 
         muscles = info.muscles
         self.register_buffer("muscle_class", torch.tensor([_CLASS_CODES[m.muscle_class] for m in muscles]))
+        self.classes_present = frozenset(_CLASS_CODES[m.muscle_class] for m in muscles)
+        """Muscle class codes in the model: :meth:`active_force` evaluates only their curves."""
         self.register_buffer("max_isometric_force", vector([m.max_isometric_force for m in muscles]))
         self.register_buffer("optimal_fiber_length", vector([m.optimal_fiber_length for m in muscles]))
         self.register_buffer("tendon_slack_length", vector([m.tendon_slack_length for m in muscles]))
@@ -183,19 +185,26 @@ class MusculoskeletalModel(nn.Module):
         velocity_cosine = torch.where(is_degroote, degroote_cosine, cosine)
         normalized_velocity = speeds * velocity_cosine / (optimal * self.max_contraction_velocity)
 
-        thelen = (curves.thelen_force_length(normalized_length, self.shape_active)
-                  * curves.thelen_force_velocity(normalized_velocity, self.af, self.flen, self.fv_threshold)
-                  * cosine)
-        millard_cosine = curves.pennation_cosine(normalized_length, height, self.maximum_pennation_angle)
-        millard = (curves.hermite(normalized_length, self.millard_active_length,
-                                  self.millard_active_value, self.millard_active_slope)
-                   * curves.hermite(normalized_velocity, self.millard_velocity,
-                                    self.millard_velocity_value, self.millard_velocity_slope)
-                   * millard_cosine)
-        degroote = (curves.degroote_force_length(normalized_length, self.width_scale)
-                    * curves.degroote_force_velocity(normalized_velocity))
-        multiplier = torch.where(self.muscle_class == _THELEN, thelen,
-                                 torch.where(self.muscle_class == _MILLARD, millard, degroote))
+        multipliers = {}  # only the curves of the classes present (a third of the work for one class)
+        if _THELEN in self.classes_present:
+            multipliers[_THELEN] = (curves.thelen_force_length(normalized_length, self.shape_active)
+                                    * curves.thelen_force_velocity(normalized_velocity, self.af, self.flen,
+                                                                   self.fv_threshold)
+                                    * cosine)
+        if _MILLARD in self.classes_present:
+            millard_cosine = curves.pennation_cosine(normalized_length, height, self.maximum_pennation_angle)
+            multipliers[_MILLARD] = (curves.hermite(normalized_length, self.millard_active_length,
+                                                    self.millard_active_value, self.millard_active_slope)
+                                     * curves.hermite(normalized_velocity, self.millard_velocity,
+                                                      self.millard_velocity_value, self.millard_velocity_slope)
+                                     * millard_cosine)
+        if _DEGROOTE in self.classes_present:
+            multipliers[_DEGROOTE] = (curves.degroote_force_length(normalized_length, self.width_scale)
+                                      * curves.degroote_force_velocity(normalized_velocity))
+        codes = sorted(multipliers)
+        multiplier = multipliers[codes[-1]]
+        for code in codes[:-1]:
+            multiplier = torch.where(self.muscle_class == code, multipliers[code], multiplier)
         too_short = (~is_degroote) & ((tendon_free < self.minimum_fiber_length
                                        * torch.cos(self.maximum_pennation_angle))
                                       | (fiber <= self.minimum_fiber_length))

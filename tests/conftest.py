@@ -36,3 +36,19 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run in a temporary folder, so that nothing OpenSim writes lands in the repository."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory, session_cache) -> dict:
+    """A briefly trained checkpoint on the built-in demo model (first 1.2 s of its walk), made once per session.
+
+    For tests of what is done with a checkpoint (streaming, export), not of its accuracy.
+    """
+    from opensim_pinn.demo_model import write_demo_project
+    from opensim_pinn.train import train_network
+
+    root = tmp_path_factory.mktemp("demo_checkpoint")
+    project = {k: str(v) for k, v in write_demo_project(root / "project").items()}
+    train_network(project["model"], [project["motion"]], [project["external_loads"]], end=1.2, epochs=40,
+                  out=root / "train", progress=False)
+    return {**project, "checkpoint": root / "train" / "checkpoint.pt", "end": 1.2}

@@ -1,0 +1,112 @@
+"""Benchmark: per-frame latency of streaming predictions, on one CPU thread.
+
+For each shared case, a checkpoint (given, or trained for a few epochs: latency does
+not depend on the weights) streams the trial's raw coordinates frame by frame through
+:class:`opensim_pinn.streaming.StreamingPredictor` with each backend of the frame step
+(PyTorch, TorchScript, ONNX Runtime) and each lookahead. The time of one
+``push`` that finishes a frame is measured: kinematics estimation, bookkeeping,
+encoder, one forward GRU step per window, the backward GRU over the lookahead,
+head, activation bounds and muscle forces. ``torch.set_num_threads(1)`` and ONNX
+Runtime with one intra-op thread; the trial is streamed ``--repeats`` times after one
+warm-up pass; median and 99th percentile over all timed pushes.
+
+Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
+       [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opensim_pinn.streaming import StreamingPredictor
+from opensim_pinn.trainer import Trainer
+from opensim_pinn.trial import load_kinematics
+
+CASES = {
+    "gait10dof18musc": dict(model="subject01.osim", motion="subject01_walk_IK.mot",
+                            external_loads="subject01_walk_grf.xml",
+                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5, step_interval=1),
+    "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
+                     external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
+                     start=0.5, end=1.999, step_interval=10),  # the 1000 Hz file at 100 Hz
+}
+LOOKAHEADS_S = (0.0, 0.05, 0.1)
+BACKENDS = ("torch", "torchscript", "onnxruntime")
+TRAIN_EPOCHS = 5  # a checkpoint for timing only
+
+
+def checkpoint_for(name: str, folder: Path, case: dict, work: Path) -> Path:
+    from opensim_pinn.train import train_network
+
+    files = {k: str(folder / case[k]) for k in ("model", "motion", "external_loads", "reserves")}
+    train_network(files["model"], [files["motion"]], [files["external_loads"]], reserves=files["reserves"],
+                  start=case["start"], end=case["end"], lowpass=-1.0, step_interval=10, epochs=TRAIN_EPOCHS,
+                  out=work / name, progress=False)
+    return work / name / "checkpoint.pt"
+
+
+def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
+    times = []
+    for repeat in range(repeats + 1):  # the first pass warms up
+        stream = StreamingPredictor(trainer, lookahead=lookahead, backend=backend)
+        for i, t in enumerate(raw.time):
+            stream.push(float(t), raw.q[i], raw.grf[i])
+        stream.finish()
+        if repeat:
+            times += stream._compute
+    times = np.array(times) * 1e3
+    return {"lookahead_s": lookahead, "lookahead_frames": stream.lookahead_frames, "pushes": len(times),
+            "median_ms": round(float(np.median(times)), 4), "p99_ms": round(float(np.percentile(times, 99)), 4),
+            "max_ms": round(float(times.max()), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.checkpoint)
+    torch.set_num_threads(1)
+    results = {"threads": 1, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.cases:
+            folder, case = Path(args.data) / name, CASES[name]
+            checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, case, Path(work))
+            trainer = Trainer.load(checkpoint)
+            raw = load_kinematics(trainer.info, folder / case["motion"], folder / case["external_loads"],
+                                  start=case["start"], end=case["end"], lowpass=None,
+                                  step_interval=case["step_interval"])
+            rows = []
+            for backend in BACKENDS:
+                for lookahead in LOOKAHEADS_S:
+                    row = {"backend": backend, **measure(trainer, raw, lookahead, backend, args.repeats)}
+                    rows.append(row)
+                    print(f"{name:16} {len(trainer.muscles):3d} muscles {backend:12} lookahead {lookahead * 1e3:4.0f} ms "
+                          f"({row['lookahead_frames']} frames): median {row['median_ms']:.3f} ms, "
+                          f"p99 {row['p99_ms']:.3f} ms", flush=True)
+            results["cases"][name] = {"muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
+                                      "frames": len(raw.time), "rate_hz": round(1 / float(np.diff(raw.time).mean()), 2),
+                                      "results": rows}
+    results["load_average_at_end"] = list(os.getloadavg())
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"saved {out / 'latency.json'}")
+
+
+if __name__ == "__main__":
+    main()

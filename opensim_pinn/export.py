@@ -1,0 +1,217 @@
+"""Export a checkpoint's network and muscle module as one TorchScript or ONNX file.
+
+The exported file runs without opensim-pinn (TorchScript: ``torch.jit.load``;
+ONNX: any ONNX runtime, e.g. ``onnxruntime``). It holds :class:`WindowModel`:
+
+- input ``features``: float32, shape (n_frames, 3 * n_coordinates + n_grf) (TorchScript:
+  any n_frames; ONNX: the fixed ``frames`` of the metadata, by default the training window): per
+  frame, the *filtered* coordinates q (rad; m for translations), speeds qd,
+  accelerations qdd (in the checkpoint's coordinate order), then the ground
+  reaction force components (N, in ``grf_labels`` order), unnormalised;
+- outputs ``activations`` and ``forces`` (N): float32, shape (n_frames, n_muscles).
+
+The network reads the frames as one BiGRU window. For up to ``window`` frames
+(the training window, in the metadata) this is exactly what ``predict`` computes;
+``predict`` cuts longer trials into windows of ``window`` frames that overlap by
+half and blends them with triangular weights; :mod:`opensim_pinn.streaming` does
+the same frame by frame.
+
+The names, the feature layout and these descriptions are stored in the file as
+JSON: ``opensim_pinn.json`` among the TorchScript file's extra files, and the
+``opensim_pinn`` metadata property of the ONNX model.
+
+:func:`frame_step_runner` runs the streaming step (:class:`~opensim_pinn.streaming.FrameStep`)
+with PyTorch, TorchScript or ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+BACKENDS = ("torch", "torchscript", "onnxruntime")
+ONNX_OPSET = 17
+METADATA_KEY = "opensim_pinn"
+
+
+class WindowModel(nn.Module):
+    """Raw features of a window to activations and muscle forces (float32; see the module docstring)."""
+
+    def __init__(self, trainer):
+        super().__init__()
+        self.network = copy.deepcopy(trainer.network).cpu().float().eval()
+        self.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
+        lower, upper = trainer._bounds("cpu")
+        self.register_buffer("lower", lower)
+        self.register_buffer("upper", upper)
+        self.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
+        self.n_coordinates = len(trainer.coordinates)
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.network.logits(((features - self.mean) / self.std).unsqueeze(0))[0]
+        activations = self.lower + (self.upper - self.lower) * torch.sigmoid(logits)
+        c = self.n_coordinates
+        return activations, self.muscles.muscle_forces(features[:, :c], features[:, c:2 * c], activations)
+
+
+def metadata(trainer) -> dict:
+    """What an exported file says about itself: names, layout, inputs and outputs."""
+    from .network import feature_layout
+
+    layout = feature_layout(len(trainer.coordinates), len(trainer.grf_labels))
+    return {"format": "opensim-pinn-export", "package_version": __version__, "model": trainer.info.name,
+            "coordinates": list(trainer.coordinates), "muscles": list(trainer.muscles),
+            "grf_labels": list(trainer.grf_labels), "window": trainer.config.window, "lowpass_hz": trainer.lowpass,
+            "feature_layout": {k: [v.start, v.stop] for k, v in layout.items()},
+            "inputs": {"features": "float32 (n_frames, 3*n_coordinates+n_grf): filtered q (rad, m), qd, qdd, "
+                                   "then GRF (N), unnormalised"},
+            "outputs": {"activations": "float32 (n_frames, n_muscles)",
+                        "forces": "float32 (n_frames, n_muscles), muscle forces (N)"}}
+
+
+def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames: int | None = None,
+                 force: bool = False) -> dict:
+    """Write the checkpoint's :class:`WindowModel` to ``out`` as TorchScript or ONNX.
+
+    Parameters
+    ----------
+    checkpoint : path
+        ``checkpoint.pt`` from ``opensim-pinn train``.
+    out : path
+        The file to write (replaced only with ``force``).
+    format : "torchscript" or "onnx"
+    frames : int, optional
+        ONNX only: the number of frames the file takes (the attention's reshapes are
+        traced with fixed sizes); default the training window. TorchScript files take
+        any number of frames.
+
+    Returns
+    -------
+    dict
+        ``file``, ``format``, ``inputs``, ``outputs``, ``muscles``, ``coordinates``, ``grf_labels``.
+    """
+    from .storage import write_atomically
+    from .trainer import Trainer
+
+    if format not in FORMATS:
+        raise InputError(f"--format {format}: choose {' or '.join(FORMATS)}")
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give the file to write as --out")
+    if out.exists() and not force:
+        raise InputError(f"{out}: already exists; use --force to replace it, or choose another --out")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: no such folder; create it or choose another --out")
+    if format == "onnx":
+        _require_onnx()
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise InputError(f"--frames must be a whole number of frames, 1 or more, got {frames!r}")
+    trainer = Trainer.load(checkpoint)
+    model = WindowModel(trainer)
+    n_frames = frames or trainer.config.window or 16
+    example = torch.zeros(n_frames, model.mean.shape[0])
+    info = metadata(trainer)
+    info["frames"] = "any" if format == "torchscript" else n_frames
+    if format == "torchscript":
+        content = _torchscript_bytes(model, (example,), info)
+    else:
+        content = _onnx_bytes(model, (example,), ["features"], ["activations", "forces"], {}, info)
+    write_atomically(out, content)
+    return {"file": str(out), "format": format, "inputs": info["inputs"], "outputs": info["outputs"],
+            "coordinates": info["coordinates"], "muscles": info["muscles"], "grf_labels": info["grf_labels"],
+            "window": info["window"], "frames": info["frames"]}
+
+
+def _torchscript_bytes(module: nn.Module, example: tuple, info: dict) -> bytes:
+    traced = _trace(module, example)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={f"{METADATA_KEY}.json": json.dumps(info)})
+    return buffer.getvalue()
+
+
+def _trace(module: nn.Module, example: tuple):
+    """TorchScript trace of ``module`` (with gradients on: attention then avoids its fused inference kernel)."""
+    with torch.enable_grad():
+        return torch.jit.trace(module, example, check_trace=False)
+
+
+def _onnx_bytes(module: nn.Module, example: tuple, inputs: list[str], outputs: list[str], dynamic: dict,
+                info: dict) -> bytes:
+    import onnx
+
+    buffer = io.BytesIO()
+    with torch.enable_grad():
+        torch.onnx.export(module, example, buffer, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                          opset_version=ONNX_OPSET, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(info)
+    return proto.SerializeToString()
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise InputError("ONNX export needs the onnx package: pip install 'opensim-pinn[export]'") from None
+
+
+class _StepRunner:
+    """Calls a :class:`~opensim_pinn.streaming.FrameStep` on numpy float32 arrays with one backend."""
+
+    def __init__(self, step, backend: str):
+        if backend not in BACKENDS:
+            raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        self.window, self.stride, self.n_windows, self.n_frames = step.window, step.stride, step.n_windows, step.n_frames
+        self.hidden_size = step.weight_hh_forward.shape[1]
+        self.backend = backend
+        example = (torch.zeros(step.n_frames, step.mean.shape[0]), torch.zeros(step.n_windows, self.hidden_size),
+                   torch.ones(step.n_windows, step.n_frames), torch.ones(step.n_windows))
+        if backend == "torch":
+            self._module = step
+        elif backend == "torchscript":
+            self._module = torch.jit.freeze(_trace(step, example).eval())
+        else:
+            _require_onnx()
+            import onnxruntime
+
+            content = _onnx_bytes(step, example, ["features", "hidden", "mask", "weights"],
+                                  ["activations", "forces", "next_hidden"], {}, {})
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, features: np.ndarray, hidden: np.ndarray, mask: np.ndarray, weights: np.ndarray):
+        """(activations (n_muscles,), forces (n_muscles,), next forward states (n_windows, hidden)) as numpy."""
+        if self.backend == "onnxruntime":
+            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "mask": mask,
+                                                  "weights": weights}))
+        with torch.inference_mode():
+            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(mask),
+                               torch.from_numpy(weights))
+        return tuple(o.numpy() for o in out)
+
+
+def frame_step_runner(step, backend: str = "torch") -> _StepRunner:
+    """A callable running ``step`` (a FrameStep) with ``backend`` ("torch", "torchscript", "onnxruntime")."""
+    return _StepRunner(step, backend)
+
+
+__all__ = ["WindowModel", "export_model", "frame_step_runner", "metadata", "FORMATS", "BACKENDS"]

@@ -1,0 +1,124 @@
+"""Exported networks (opensim_pinn.export, ``opensim-pinn export``): TorchScript and ONNX Runtime give PyTorch's numbers.
+
+The exported files are run in a fresh interpreter where ``opensim_pinn`` cannot be
+imported, as a user without the package would run them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from opensim_pinn.export import WindowModel, export_model, frame_step_runner
+from opensim_pinn.streaming import FrameStep
+
+FLOAT32_TOL = 1e-4  # same float32 operations, other kernels and orders (relative to the outputs' size)
+
+RUNNER = r"""
+import json, sys
+sys.modules["opensim_pinn"] = None  # the exported file must run without the package
+import numpy as np
+path, fmt, inputs = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
+features = inputs["features"]
+if fmt == "torchscript":
+    import torch
+    extra = {"opensim_pinn.json": ""}
+    module = torch.jit.load(path, _extra_files=extra)
+    activations, forces = (t.numpy() for t in module(torch.from_numpy(features)))
+    meta = json.loads(extra["opensim_pinn.json"])
+else:
+    import onnx, onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    activations, forces = session.run(None, {"features": features})
+    meta = json.loads({p.key: p.value for p in onnx.load(path).metadata_props}["opensim_pinn"])
+np.savez(sys.argv[4], activations=activations, forces=forces)
+print(json.dumps(meta))
+"""
+
+
+@pytest.fixture(scope="module")
+def trainer(demo_checkpoint):
+    from opensim_pinn.trainer import Trainer
+
+    return Trainer.load(demo_checkpoint["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def kinematics(trainer, demo_checkpoint):
+    from opensim_pinn.trial import load_kinematics
+
+    return load_kinematics(trainer.info, demo_checkpoint["motion"], demo_checkpoint["external_loads"],
+                           end=demo_checkpoint["end"], lowpass=trainer.lowpass)
+
+
+def _close(actual, expected):
+    return np.abs(actual - expected).max() <= FLOAT32_TOL * max(1.0, np.abs(expected).max())
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_file_runs_without_the_package_and_matches_pytorch(fmt, trainer, kinematics, demo_checkpoint,
+                                                                    tmp_path):
+    pytest.importorskip("onnxruntime")
+    from opensim_pinn.trainer import trial_features
+
+    out = tmp_path / f"network.{fmt}"
+    summary = export_model(demo_checkpoint["checkpoint"], out, fmt)
+    assert summary["muscles"] == trainer.muscles and out.is_file()
+    window = trainer.config.window
+    model = WindowModel(trainer)
+    assert summary["frames"] == ("any" if fmt == "torchscript" else window)
+    for n_frames in ((window, 7) if fmt == "torchscript" else (window,)):  # TorchScript: any length
+        features = trial_features(kinematics)[:n_frames].astype(np.float32)
+        np.savez(tmp_path / "inputs.npz", features=features)
+        done = subprocess.run([sys.executable, "-c", RUNNER, str(out), fmt, str(tmp_path / "inputs.npz"),
+                               str(tmp_path / "outputs.npz")], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        meta = json.loads(done.stdout.strip().splitlines()[-1])
+        assert meta["muscles"] == trainer.muscles and meta["coordinates"] == trainer.coordinates
+        exported = np.load(tmp_path / "outputs.npz")
+        with torch.no_grad():
+            activations, forces = (t.numpy() for t in model(torch.from_numpy(features)))
+        assert exported["activations"].shape == (n_frames, len(trainer.muscles))
+        assert _close(exported["activations"], activations) and _close(exported["forces"], forces)
+    # Up to one window, the exported network is offline predict.
+    piece = type(kinematics)(name="piece", time=kinematics.time[:window], coordinates=kinematics.coordinates,
+                             q=kinematics.q[:window], qd=kinematics.qd[:window], qdd=kinematics.qdd[:window],
+                             grf_labels=kinematics.grf_labels, grf=kinematics.grf[:window])
+    features = trial_features(piece).astype(np.float32)
+    with torch.no_grad():
+        activations, _ = model(torch.from_numpy(features))
+    assert _close(activations.numpy(), trainer.predict(piece))
+
+
+def test_export_refuses_to_overwrite(demo_checkpoint, tmp_path):
+    from opensim_pinn.errors import InputError
+
+    out = tmp_path / "network.pt"
+    out.write_text("mine")
+    with pytest.raises(InputError, match="--force"):
+        export_model(demo_checkpoint["checkpoint"], out, "torchscript")
+    assert out.read_text() == "mine"
+    with pytest.raises(InputError, match="format"):
+        export_model(demo_checkpoint["checkpoint"], tmp_path / "x", "tflite")
+
+
+def test_frame_step_backends_agree(trainer):
+    """The streaming step in TorchScript and ONNX Runtime gives PyTorch's numbers."""
+    pytest.importorskip("onnxruntime")
+    step = FrameStep(trainer, lookahead_frames=3)
+    generator = np.random.default_rng(0)
+    features = (trainer.feature_mean + trainer.feature_std * generator.standard_normal(
+        (step.n_frames, len(trainer.feature_mean)))).astype(np.float32)
+    hidden = generator.standard_normal((step.n_windows, step.weight_hh_forward.shape[1])).astype(np.float32) * 0.3
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)[:step.n_windows]
+    weights = np.array([3.0, 5.0], np.float32)[:step.n_windows]
+    results = {backend: frame_step_runner(step, backend)(features, hidden, mask, weights)
+               for backend in ("torch", "torchscript", "onnxruntime")}
+    for backend in ("torchscript", "onnxruntime"):
+        for ours, reference in zip(results[backend], results["torch"]):
+            assert _close(ours, reference), backend
