@@ -21,6 +21,7 @@ import torch
 
 from .errors import InputError
 from .metrics import nrmse, r2, rmse
+from .predict import INFERENCE_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ TIME_TOLERANCE = 1e-5
 
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
-            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu") -> dict:
+            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu",
+            threads: int | None = INFERENCE_THREADS) -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -56,6 +58,9 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         Replace existing output files.
     device : "cpu" or "cuda"
         Where the network and the muscle module run.
+    threads : int or None
+        CPU threads torch uses for the timed inference (default 1, see
+        :data:`opensim_pinn.predict.INFERENCE_THREADS`); ``None``: torch's setting.
 
     Returns
     -------
@@ -97,7 +102,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     rows, so_rows = _matching_frames(trial.time, so.time)
     frames = _subset(trial, rows)
 
-    activations, forces, inference_s = timed_inference(trainer, frames)
+    activations, forces, inference = timed_inference(trainer, frames, threads=threads)
+    inference_s = inference.median_s
     muscles = list(trainer.muscles)
     columns = [so.labels.index(m) for m in muscles]
     so_forces, so_activations = so.forces[so_rows][:, columns], so.activations[so_rows][:, columns]
@@ -119,7 +125,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                "mean_nrmse": float(np.mean(muscle_nrmse[finite])) if finite.any() else None,
                "median_activation_r2": float(np.median(activation_r2))}
     timing = {"opensim_static_optimization": so.wall_s, "network_inference": inference_s,
-              "network_end_to_end": read_s + inference_s}
+              "network_end_to_end": read_s + inference_s, "network_inference_spread": inference.to_dict()}
     units = {c.name: ("N m" if c.motion_type == "rotational" else "N") for c in info.coordinates}
     metrics = {
         "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
@@ -139,7 +145,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                                "muscles and of the least-cost actuator controls",
             "opensim_static_optimization": so.timing_note,
             "network_inference": "the whole trial through the network and the muscle module (paths, force-length-"
-                                 "velocity), warm, median of several runs",
+                                 f"velocity): {inference.protocol()}",
             "network_end_to_end": "network_inference plus reading and filtering the motion and loads files",
         },
     }
@@ -156,6 +162,14 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
     return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),
             "summary": summary, "timing_s": timing, "speedup": metrics["speedup"]}
+
+
+def _spread_ms(timing: dict) -> str:
+    spread = timing.get("network_inference_spread") or {}
+    if "min_s" not in spread:
+        return "spread not measured"
+    return (f"{1000 * spread['min_s']:.2f}-{1000 * spread['max_s']:.2f} ms over {spread['repeats']} runs, "
+            f"{spread['threads'] or 'default'} thread(s)")
 
 
 def _number(value: float) -> float | None:
@@ -225,7 +239,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         f"| mean NRMSE of muscle forces | {nrmse_text} |",
         f"| median R² of activations | {s['median_activation_r2']:.4f} |",
         f"| OpenSim Static Optimization | {t['opensim_static_optimization']:.3f} s |",
-        f"| network inference (network + muscle model, warm) | {1000 * t['network_inference']:.2f} ms |",
+        f"| network inference (network + muscle model, warm; median, min-max) | {1000 * t['network_inference']:.2f} "
+        f"ms ({_spread_ms(t)}) |",
         f"| network end to end (reading and filtering the files too) | {1000 * t['network_end_to_end']:.1f} ms |",
         f"| speedup (SO time / network inference) | {metrics['speedup']:.0f}x |", "",
         "## What the numbers mean", "",
@@ -240,7 +255,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         "actuator, and measures how well the muscles alone balance the others.",
         "- **Timing**: OpenSim's time covers its whole run (model loading, filtering, inverse dynamics, one "
         "optimisation per frame). The network's inference covers the whole trial through the network and the "
-        "muscle module; reading and filtering the files is in the end-to-end time.", "",
+        "muscle module; reading and filtering the files is in the end-to-end time. "
+        f"Protocol: {metrics['notes']['network_inference'].split(': ', 1)[-1]}.", "",
         "## Muscles", "",
         "| muscle | R² force | NRMSE | RMSE (N) | R² activation |", "|---|---|---|---|---|",
     ]

@@ -175,11 +175,11 @@ def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray,
                       ) -> list[PathPolynomial]:
     """Path polynomials for a model around poses ``q``: from the cache, or fitted by OpenSim."""
     from .child import run_in_child
-    from .trial import cache_folder
+    from .cache import cache_folder, reused
 
     stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, q, settings)}.json"
     if stored.is_file():
-        log.info("paths: using cached polynomials %s", stored.name)
+        reused(stored, "path polynomials")
         return [PathPolynomial.from_dict(p) for p in json.loads(stored.read_text())]
     log.info("paths: fitting muscle paths with OpenSim's PolynomialPathFitter (%d muscles; cached after)",
              len(muscles))
