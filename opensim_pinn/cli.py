@@ -326,7 +326,10 @@ def _after_interrupt(args: argparse.Namespace, started: float) -> str:
     if resumable:
         return resumable
     if args.command == "demo" and Path(args.out).is_dir():
-        return f"the steps it finished are in {args.out}; 'opensim-pinn demo --force' starts it again"
+        from .demo import made_by_demo
+
+        again = "opensim-pinn demo" if made_by_demo(args.out) else "opensim-pinn demo --force"
+        return f"the steps it finished are in {args.out}; '{again}' starts it again"
     return "outputs of this run were not written"
 
 
