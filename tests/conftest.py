@@ -1,4 +1,4 @@
-"""Shared fixtures: the real OpenSim cases in ../shared/data, and a per-session cache folder."""
+"""Shared fixtures: the real OpenSim cases in ../shared/data, the built-in project, a per-session cache folder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_cases import SHARED_DATA
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,3 +36,16 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run in a temporary folder, so that nothing OpenSim writes lands in the repository."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def builtin_project(tmp_path_factory) -> dict[str, Path]:
+    """The built-in model, walk and ground reaction forces (opensim_pinn.demo_model), written once per session.
+
+    Everywhere, with or without ../shared/data: the integration tests run on it. Treat it as read-only
+    (copy what a test changes).
+    """
+    pytest.importorskip("opensim")
+    from opensim_pinn.demo_model import write_demo_project
+
+    return write_demo_project(tmp_path_factory.mktemp("builtin_project"))

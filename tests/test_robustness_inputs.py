@@ -25,7 +25,8 @@ import pytest
 from opensim_pinn import cli, errors
 from opensim_pinn.storage import StorageTable, write_storage
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_cases import SHARED_DATA
+
 SHARED_ARM26 = SHARED_DATA / "arm26"
 SHARED_GAIT = SHARED_DATA / "gait10dof18musc"
 ARM26_FILES = ("arm26.osim", "arm26_InverseKinematics.mot", "arm26_Reserve_Actuators.xml")
