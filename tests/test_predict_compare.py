@@ -106,14 +106,20 @@ def test_states_file_builds_an_opensim_states_trajectory(run, files, in_tmp):
     assert "/forceset/vasti_r/activation" in states.labels
     model = osim.Model(files["model"])
     model.initSystem()
-    trajectory = osim.StatesTrajectory.createFromStatesTable(model, osim.TimeSeriesTable(str(path)))
+    # The built-in model's muscles have no activation state (activation dynamics ignored): predict still
+    # writes their activation columns (for the GUI's colours), which OpenSim then takes as extra columns.
+    names = model.getStateVariableNames()
+    has_activation = "/forceset/vasti_r/activation" in [names.get(i) for i in range(names.size())]
+    trajectory = osim.StatesTrajectory.createFromStatesTable(model, osim.TimeSeriesTable(str(path)),
+                                                             False, not has_activation)
     assert trajectory.getSize() == states.n_frames
     knee = model.getCoordinateSet().get("knee_angle_r")
     middle = states.n_frames // 2
     assert knee.getValue(trajectory.get(middle)) == pytest.approx(
         states.data[middle, states.labels.index("/jointset/knee_r/knee_angle_r/value")], abs=1e-8)
-    assert model.getStateVariableValue(trajectory.get(middle), "/forceset/vasti_r/activation") == pytest.approx(
-        states.data[middle, states.labels.index("/forceset/vasti_r/activation")], abs=1e-8)
+    if has_activation:
+        assert model.getStateVariableValue(trajectory.get(middle), "/forceset/vasti_r/activation") == \
+            pytest.approx(states.data[middle, states.labels.index("/forceset/vasti_r/activation")], abs=1e-8)
 
 
 def test_forces_file_drops_into_opensim_joint_reaction_analysis(run, files, in_tmp):
