@@ -769,6 +769,9 @@ def test_checkpoint_of_another_model(trained_arm26, checkpoints, capfd, command)
     shutil.copy(checkpoints["other_model"], trained_arm26.checkpoint)
     fragments = [fragment.replace("{checkpoint}", str(trained_arm26.checkpoint))
                  for fragment in OTHER_MODEL_CHECKPOINT[command]]
+    if command == "predict" and trained_arm26.spec.name == "builtin":
+        # the built-in motion's coordinates are some of gait10dof18musc's: the others are missing
+        fragments[-1] = "give a motion of that model, or the checkpoint trained on this motion's model"
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command, loads=False), *fragments)
 
 
