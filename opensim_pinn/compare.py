@@ -302,6 +302,7 @@ TRAINING_SHAPE = (
     "term first rises (muscle effort buys the balance) and then falls once the damping is small enough for "
     "the steps to trade effort between muscles; (3) in the second half "
     "the damping stays at its floor while the learning rate, on a cosine decay since the warm-up, goes to "
-    "zero, and the curve flattens onto a plateau: the per-frame minimum, where the performance term is SO's muscle effort and "
+    "zero, and the curve flattens onto a plateau: the per-frame minimum, where the performance term is SO's "
+    "muscle effort and "
     "the dynamics term what the reserves must supply. A curve still falling at the end means more epochs "
     "would help; a plateau means the network has converged to SO's answer.")

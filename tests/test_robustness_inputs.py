@@ -1,6 +1,7 @@
 """Bad input to every command: exit 2, one clear line, nothing written.
 
-Every case copies a project into a temporary folder, breaks one thing, and runs the command line through :func:`opensim_pinn.cli.main`:
+Every case copies a project into a temporary folder, breaks one thing, and runs
+the command line through :func:`opensim_pinn.cli.main`:
 ``static-opt`` (both solvers), ``train``, ``predict`` and ``compare`` each get
 every bad input that they take (``inspect`` a few). Standard error is captured
 at the file-descriptor level (``capfd``), so what OpenSim child processes print
@@ -837,7 +838,7 @@ def test_good_inputs_pass_every_check(trained_arm26, capfd, command):
     """
     if command == "predict":
         assert cli.main(trained_arm26.argv(command)) == 0, capfd.readouterr().err
-        assert (trained_arm26.out / "arm26_InverseKinematics_forces.sto").is_file()
+        assert (trained_arm26.out / f"{trained_arm26.motion.stem}_forces.sto").is_file()
         return
     with pytest.raises(AssertionError, match="ran: input checks must come before any long work"):
         cli.main(trained_arm26.argv(command))
