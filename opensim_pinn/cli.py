@@ -63,6 +63,12 @@ def _device_option(parser, what: str):
                         help=f"where {what} (default cpu)")
 
 
+def _threads_option(parser):
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="CPU threads torch uses for the (timed) inference (default 1: the work is small, "
+                             "and more threads wait for each other, badly so on a busy machine)")
+
+
 def _out_options(parser, default=None, *, required: bool = True):
     parser.add_argument("--out", required=required and default is None, default=default, metavar="DIR",
                         help="output folder" + (f" (default {default})" if default else "")
@@ -142,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
     _trial_options(predict, model=False)
     _device_option(predict, "the network and the muscle module run")
+    _threads_option(predict)
     _out_options(predict)
 
     compare = commands.add_parser("compare", help="network vs OpenSim Static Optimization on a trial",
@@ -152,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reserves_option(compare)
     _step_option(compare)
     _device_option(compare, "the network and the muscle module run")
+    _threads_option(compare)
     _out_options(compare)
 
     stream = commands.add_parser("stream", help="real-time predictions, frame by frame",
@@ -198,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
                                "trial, train the network, predict, and compare with OpenSim Static "
                                "Optimization (a few minutes on 2 CPU cores).")
     _out_options(demo, default="opensim-pinn-demo")
+
+    cache = commands.add_parser("cache", help="where the cache is, what it holds; empty it",
+                                description="The cache keeps model descriptions, prepared trials (OpenSim "
+                                "inverse dynamics) and muscle path fits, keyed by the input files' contents, in "
+                                "$OPENSIM_PINN_CACHE, else $XDG_CACHE_HOME/opensim-pinn, else "
+                                "~/.cache/opensim-pinn. 'info' lists it; 'clear' removes its entries (only "
+                                "files opensim-pinn wrote there).")
+    cache.add_argument("action", choices=("info", "clear"), help="info: folder, entries by kind, size; "
+                                                                  "clear: remove the entries")
+    cache.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -237,14 +255,14 @@ def run(args: argparse.Namespace) -> None:
         from .predict import predict
 
         summary = predict(args.checkpoint, args.motion, args.external_loads, out=args.out, start=args.start,
-                          end=args.end, force=args.force, device=args.device)
+                          end=args.end, force=args.force, device=args.device, threads=args.threads)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "compare":
         from .compare import compare
 
         summary = compare(args.checkpoint, args.model, args.motion, args.external_loads, reserves=args.reserves,
                           start=args.start, end=args.end, step_interval=args.step_interval, out=args.out,
-                          force=args.force, device=args.device)
+                          force=args.force, device=args.device, threads=args.threads)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "stream":
         from .live import stream
@@ -257,6 +275,22 @@ def run(args: argparse.Namespace) -> None:
 
         print(json.dumps(export_model(args.checkpoint, args.out, args.format, frames=args.frames,
                                                      force=args.force), indent=2))
+    elif args.command == "cache":
+        from .cache import cache_info, clear_cache, format_size
+
+        result = cache_info() if args.action == "info" else clear_cache()
+        if args.json:
+            print(json.dumps(result, indent=2))
+        elif args.action == "info":
+            print(f"cache: {result['folder']}{'' if result['exists'] else ' (not created yet)'}")
+            for kind in result["kinds"].values():
+                print(f"  {kind['entries']:5d} {kind['what']} ({format_size(kind['bytes'])})")
+            print(f"  total {result['entries']} entries, {format_size(result['bytes'])}"
+                  + (f"; {result['other_files']} other file(s), not opensim-pinn's" if result["other_files"] else ""))
+        else:
+            print(f"cache: removed {result['removed']} entries ({format_size(result['bytes'])}) from "
+                  f"{result['folder']}" + (f"; left {result['kept']} file(s) opensim-pinn did not write"
+                                           if result["kept"] else ""))
     elif args.command == "demo":
         from .demo import run_demo
 
@@ -288,6 +322,8 @@ def check_options(args: argparse.Namespace) -> None:
     start, end = getattr(args, "start", None), getattr(args, "end", None)
     if start is not None and end is not None and start >= end:
         raise InputError(f"--start {start:g} s must be before --end {end:g} s")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        raise InputError(f"--threads must be 1 or more, got {args.threads}")
     if getattr(args, "epochs", None) is not None and args.epochs < 1:
         raise InputError(f"--epochs must be 1 or more, got {args.epochs}")
     if getattr(args, "time_limit", None) is not None and not (args.time_limit > 0):
@@ -346,7 +382,10 @@ def _after_interrupt(args: argparse.Namespace, started: float) -> str:
     if resumable:
         return resumable
     if args.command == "demo" and Path(args.out).is_dir():
-        return f"the steps it finished are in {args.out}; 'opensim-pinn demo --force' starts it again"
+        from .demo import made_by_demo
+
+        again = "opensim-pinn demo" if made_by_demo(args.out) else "opensim-pinn demo --force"
+        return f"the steps it finished are in {args.out}; '{again}' starts it again"
     return "outputs of this run were not written"
 
 

@@ -21,6 +21,7 @@ import torch
 
 from .errors import InputError
 from .metrics import nrmse, r2, rmse
+from .predict import INFERENCE_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ TIME_TOLERANCE = 1e-5
 
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
-            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu") -> dict:
+            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu",
+            threads: int | None = INFERENCE_THREADS) -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -56,6 +58,9 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         Replace existing output files.
     device : "cpu" or "cuda"
         Where the network and the muscle module run.
+    threads : int or None
+        CPU threads torch uses for the timed inference (default 1, see
+        :data:`opensim_pinn.predict.INFERENCE_THREADS`); ``None``: torch's setting.
 
     Returns
     -------
@@ -97,7 +102,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     rows, so_rows = _matching_frames(trial.time, so.time)
     frames = _subset(trial, rows)
 
-    activations, forces, inference_s = timed_inference(trainer, frames)
+    activations, forces, inference = timed_inference(trainer, frames, threads=threads)
+    inference_s = inference.median_s
     muscles = list(trainer.muscles)
     columns = [so.labels.index(m) for m in muscles]
     so_forces, so_activations = so.forces[so_rows][:, columns], so.activations[so_rows][:, columns]
@@ -119,8 +125,11 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                "mean_nrmse": float(np.mean(muscle_nrmse[finite])) if finite.any() else None,
                "median_activation_r2": float(np.median(activation_r2))}
     timing = {"opensim_static_optimization": so.wall_s, "network_inference": inference_s,
-              "network_end_to_end": read_s + inference_s}
+              "network_end_to_end": read_s + inference_s, "network_inference_spread": inference.to_dict()}
     units = {c.name: ("N m" if c.motion_type == "rotational" else "N") for c in info.coordinates}
+    from .plots import heel_strikes
+
+    gait = heel_strikes(frames.time, list(frames.grf_labels), frames.grf)
     metrics = {
         "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
         "n_frames": len(rows), "n_muscles": len(muscles), "lowpass_hz": lowpass, "step_interval": step_interval,
@@ -130,6 +139,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         "torque_residual": {c: float(residual_rms[i]) for i, c in enumerate(frames.coordinates)},
         "torque_residual_units": {c: units[c] for c in frames.coordinates},
         "actuators": actuators,
+        "gait_cycle": None if gait is None else {"force": gait.force, "heel_strikes_s": gait.heel_strikes},
         "timing_s": timing,
         "speedup": so.wall_s / inference_s,
         "notes": {
@@ -139,16 +149,16 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                                "muscles and of the least-cost actuator controls",
             "opensim_static_optimization": so.timing_note,
             "network_inference": "the whole trial through the network and the muscle module (paths, force-length-"
-                                 "velocity), warm, median of several runs",
+                                 f"velocity): {inference.protocol()}",
             "network_end_to_end": "network_inference plus reading and filtering the motion and loads files",
         },
     }
     with output as staging:
         from .plots import plot_muscle_forces, plot_torque_tracking, plot_training_history
 
-        plot_muscle_forces(frames.time, muscles, so_forces, forces, staging / FIGURES[0], r2=muscle_r2)
+        plot_muscle_forces(frames.time, muscles, so_forces, forces, staging / FIGURES[0], r2=muscle_r2, gait=gait)
         plot_torque_tracking(frames.time, frames.coordinates, tau, by_muscles, by_muscles + by_actuators,
-                             staging / FIGURES[1], units=[units[c] for c in frames.coordinates])
+                             staging / FIGURES[1], units=[units[c] for c in frames.coordinates], gait=gait)
         plot_training_history(trainer.history or [{"epoch": 0, "total": np.nan, "dynamics": np.nan,
                                                    "performance": np.nan, "boundary": np.nan}],
                               staging / FIGURES[2])
@@ -156,6 +166,14 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
     return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),
             "summary": summary, "timing_s": timing, "speedup": metrics["speedup"]}
+
+
+def _spread_ms(timing: dict) -> str:
+    spread = timing.get("network_inference_spread") or {}
+    if "min_s" not in spread:
+        return "spread not measured"
+    return (f"{1000 * spread['min_s']:.2f}-{1000 * spread['max_s']:.2f} ms over {spread['repeats']} runs, "
+            f"{spread['threads'] or 'default'} thread(s)")
 
 
 def _number(value: float) -> float | None:
@@ -225,7 +243,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         f"| mean NRMSE of muscle forces | {nrmse_text} |",
         f"| median R² of activations | {s['median_activation_r2']:.4f} |",
         f"| OpenSim Static Optimization | {t['opensim_static_optimization']:.3f} s |",
-        f"| network inference (network + muscle model, warm) | {1000 * t['network_inference']:.2f} ms |",
+        f"| network inference (network + muscle model, warm; median, min-max) | {1000 * t['network_inference']:.2f} "
+        f"ms ({_spread_ms(t)}) |",
         f"| network end to end (reading and filtering the files too) | {1000 * t['network_end_to_end']:.1f} ms |",
         f"| speedup (SO time / network inference) | {metrics['speedup']:.0f}x |", "",
         "## What the numbers mean", "",
@@ -240,7 +259,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         "actuator, and measures how well the muscles alone balance the others.",
         "- **Timing**: OpenSim's time covers its whole run (model loading, filtering, inverse dynamics, one "
         "optimisation per frame). The network's inference covers the whole trial through the network and the "
-        "muscle module; reading and filtering the files is in the end-to-end time.", "",
+        "muscle module; reading and filtering the files is in the end-to-end time. "
+        f"Protocol: {metrics['notes']['network_inference'].split(': ', 1)[-1]}.", "",
         "## Muscles", "",
         "| muscle | R² force | NRMSE | RMSE (N) | R² activation |", "|---|---|---|---|---|",
     ]
@@ -254,9 +274,35 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         lines += ["", "| actuator | RMSE vs OpenSim | OpenSim RMS |", "|---|---|---|"]
         for name, a in metrics["actuators"].items():
             lines.append(f"| {name} | {a['rmse']:.4g} | {a['rms_opensim']:.4g} |")
+    gait = metrics.get("gait_cycle")
+    axis = ("time (s) below; % gait cycle above, from the heel strikes of "
+            f"`{gait['force']}` (vertical ground reaction force rising through the contact threshold) at "
+            + ", ".join(f"{t:.2f}" for t in gait["heel_strikes_s"]) + " s (dotted lines)"
+            if gait else "time (s) (no two heel strikes of one foot in the ground reaction forces, so no % gait "
+            "cycle axis)")
     lines += ["", "## Figures", "",
-              "- `muscle_forces.png`: each muscle's force, OpenSim Static Optimization vs the network.",
+              f"- `muscle_forces.png`: each muscle's force, OpenSim Static Optimization vs the network; {axis}.",
               "- `joint_torques.png`: inverse dynamics vs the network's muscles, and muscles + actuators.",
-              "- `training.png`: the loss terms during training.", "",
-              "![muscle forces](muscle_forces.png)", "", "![joint torques](joint_torques.png)", ""]
+              "- `training.png`: the loss terms during training, and below them the learning rate and the "
+              "damping.", "",
+              "![muscle forces](muscle_forces.png)", "", "![joint torques](joint_torques.png)", "",
+              "### Training", "", "![training](training.png)", "", TRAINING_SHAPE, ""]
     return "\n".join(lines)
+
+
+TRAINING_SHAPE = (
+    "How to read the training curve. The loss is Static Optimization's objective (mean per frame): the "
+    "*performance* term Σa² and the *dynamics* term, the cost of the reserve controls that cover what the "
+    "muscles leave of the inverse-dynamics forces. Its shape follows the schedule of `opensim_pinn.trainer`: "
+    "(1) during the warm-up (the first 5 % of epochs) the learning rate rises linearly, and with a damping of "
+    "1 each step is a diagonally scaled gradient step, so the loss falls steadily from the random start; "
+    "(2) over the first half the Levenberg-Marquardt damping falls geometrically from 1 to 1e-6: the steps "
+    "turn into Gauss-Newton steps on the stiff dynamics constraint and the dynamics term drops by orders of "
+    "magnitude, with bumps where the steps grow faster than the curvature allows, while the performance "
+    "term first rises (muscle effort buys the balance) and then falls once the damping is small enough for "
+    "the steps to trade effort between muscles; (3) in the second half "
+    "the damping stays at its floor while the learning rate, on a cosine decay since the warm-up, goes to "
+    "zero, and the curve flattens onto a plateau: the per-frame minimum, where the performance term is SO's "
+    "muscle effort and "
+    "the dynamics term what the reserves must supply. A curve still falling at the end means more epochs "
+    "would help; a plateau means the network has converged to SO's answer.")

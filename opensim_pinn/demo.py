@@ -7,6 +7,11 @@
     predict/   walk_forces.sto, walk_activations.sto, walk_states.sto
     compare/   metrics.json, report.md, figures
 
+and the marker file ``.opensim-pinn-demo``. A folder that carries the marker is an
+earlier demo's output: running the demo again replaces it without ``force``. A folder
+without it that holds any of the demo's files is a user's: refused unless ``force``.
+Only a folder the demo creates (or finds empty) gets the marker.
+
 No file outside the package is needed. About two minutes on 2 CPU cores.
 """
 
@@ -21,6 +26,16 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 PROJECT_FILES = ("opensim_pinn_lower_limb.osim", "walk_IK.mot", "walk_grf.mot", "walk_grf.xml")
+MARKER = ".opensim-pinn-demo"
+"""File the demo writes into its output folder: the folder is the demo's own, which a new demo may replace."""
+MARKER_TEXT = ("This folder was written by 'opensim-pinn demo'. Running the demo again replaces the demo's files "
+               "here (project/, train/, predict/, compare/); remove this file to protect them.\n")
+
+
+def made_by_demo(out: str | Path) -> bool:
+    """Whether ``out`` carries the demo's marker (a plain file, not a link), i.e. is an earlier demo's output."""
+    marker = Path(out) / MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def run_demo(out: str | Path = "opensim-pinn-demo", *, force: bool = False, epochs: int | None = None,
@@ -32,7 +47,8 @@ def run_demo(out: str | Path = "opensim-pinn-demo", *, force: bool = False, epoc
     out : path
         Output folder.
     force : bool
-        Replace the results of an earlier demo in ``out``.
+        Replace the demo's files in ``out`` even when ``out`` has no marker (an earlier
+        demo's folder, which has it, is replaced without ``force``).
     epochs, time_limit : optional
         Training length (default: the trainer's) and a wall-clock limit (s).
 
@@ -51,12 +67,18 @@ def run_demo(out: str | Path = "opensim-pinn-demo", *, force: bool = False, epoc
 
     out = Path(out)
     began = time.perf_counter()
+    if not force and made_by_demo(out):
+        log.info("demo: %s holds an earlier demo's output (%s); replacing it", out, MARKER)
+        force = True
     # Every output checked before any work, so that an existing demo is never half replaced.
     OutputFolder(out / "project", list(PROJECT_FILES), force=force).check()
     OutputFolder(out / "train", list(TRAIN_OUTPUTS), force=force).check()
     OutputFolder(out / "predict", prediction_files("walk"), force=force).check()
     OutputFolder(out / "compare", list(COMPARE_OUTPUTS), force=force).check()
 
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):  # a folder the demo makes: mark it
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text(MARKER_TEXT)
     log.info("demo: writing the model and the synthesized walking trial into %s", out / "project")
     project = write_demo_project(out / "project")
     if {p.name for p in project.values()} != set(PROJECT_FILES):

@@ -192,11 +192,11 @@ def load_or_fit_paths(model_path: str, coordinates: list[str], time: np.ndarray,
                       muscles: list[str], settings: PathFitSettings = PathFitSettings()
                       ) -> list[PathPolynomial]:
     """Path polynomials for a model around poses ``q``: from the cache, or fitted (``settings.fitter``)."""
-    from .trial import cache_folder
+    from .cache import cache_folder, reused
 
     stored = cache_folder() / "paths" / f"{paths_cache_key(model_path, q, settings)}.json"
     if stored.is_file():
-        log.info("paths: using cached polynomials %s", stored.name)
+        reused(stored, "path polynomials")
         return [PathPolynomial.from_dict(p) for p in json.loads(stored.read_text())]
     polynomials = _fit(model_path, coordinates, time, q, muscles, settings)
     check_coverage(polynomials, muscles)

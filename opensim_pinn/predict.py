@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,43 @@ from .storage import StorageTable, write_storage
 
 log = logging.getLogger(__name__)
 
-INFERENCE_REPEATS = 7
+INFERENCE_REPEATS = 21
 """Timed runs of the network and the muscle module (their median is reported), after one warm-up run."""
+INFERENCE_THREADS = 1
+"""CPU threads torch uses for timed inference by default. The work is small: with two threads
+they wait for each other at every operation, which on a busy machine made inference 20-60 times
+slower (168-468 ms against 7.6 ms on one thread, 2 cores shared); one thread is within 20 % of two
+on an idle machine and stable under load."""
+
+
+@dataclass
+class InferenceTiming:
+    """How long the whole trial took through the network and the muscle module (s), and how it was timed.
+
+    ``median_s`` is the reported time; ``min_s`` and ``max_s`` the spread over ``repeats`` warm runs
+    (one untimed warm-up run before them), on ``threads`` CPU threads (``None``: torch's setting).
+    """
+
+    median_s: float
+    min_s: float
+    max_s: float
+    repeats: int
+    threads: int | None
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    def protocol(self) -> str:
+        """One sentence stating the protocol, for reports and JSON notes."""
+        threads = "torch's default number of" if self.threads is None else str(self.threads)
+        return (f"one warm-up run, then {self.repeats} timed runs on {threads} CPU thread(s) ({self.device}); "
+                "median reported, min and max give the spread")
 
 
 def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Path | None = None, *,
             out: str | Path, start: float | None = None, end: float | None = None, force: bool = False,
-            device: str = "cpu") -> dict:
+            device: str = "cpu", threads: int | None = INFERENCE_THREADS) -> dict:
     """Write the activations, forces and states of ``motion`` predicted by ``checkpoint``.
 
     Parameters
@@ -62,13 +93,16 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         Replace existing output files.
     device : "cpu" or "cuda"
         Where the network and the muscle module run.
+    threads : int or None
+        CPU threads torch uses for inference (default 1, see :data:`INFERENCE_THREADS`);
+        ``None``: torch's setting.
 
     Returns
     -------
     dict
         ``files``, ``n_frames``, ``timing_s`` (``inference``: warm median of the
-        network and muscle module on the whole trial; ``end_to_end``: reading and
-        filtering the files too).
+        network and muscle module on the whole trial; ``inference_spread``: min,
+        max, repeats, threads; ``end_to_end``: reading and filtering the files too).
     """
     from .outputs import OutputFolder
     from .static_opt import StaticOptimizationResult, activation_table, force_table
@@ -85,7 +119,8 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     names = prediction_files(name)
     output = OutputFolder(out, names, force=force)
     output.check()
-    activations, forces, inference_s = timed_inference(trainer, kinematics)
+    activations, forces, timing = timed_inference(trainer, kinematics, threads=threads)
+    inference_s = timing.median_s
     result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles), activations=activations,
                                       forces=forces, converged=np.ones(len(kinematics.time), bool))
     with output as staging:
@@ -95,8 +130,9 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     return {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
             "muscles": len(trainer.muscles),
             "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
-                         "includes": "inference: network and muscle module on the whole trial, warm, median of "
-                                     f"{INFERENCE_REPEATS} runs; end_to_end adds reading and filtering the files"}}
+                         "inference_spread": timing.to_dict(),
+                         "includes": "inference: network and muscle module on the whole trial, "
+                                     f"{timing.protocol()}; end_to_end adds reading and filtering the files"}}
 
 
 def prediction_files(trial: str) -> list[str]:
@@ -104,24 +140,34 @@ def prediction_files(trial: str) -> list[str]:
     return [f"{trial}_forces.sto", f"{trial}_activations.sto", f"{trial}_states.sto"]
 
 
-def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Activations and muscle forces of a trial, and the warm median time (s) of computing them.
+def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
+                    threads: int | None = INFERENCE_THREADS) -> tuple[np.ndarray, np.ndarray, InferenceTiming]:
+    """Activations and muscle forces of a trial, and how long computing them took (see :class:`InferenceTiming`).
 
     The timed work is the whole trial through the network and the muscle module:
-    normalisation, network, activation bounds, muscle-tendon paths and forces.
+    normalisation, network, activation bounds, muscle-tendon paths and forces, on
+    ``threads`` CPU threads (torch's setting is restored after).
     """
+    from .trainer import torch_threads
+
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be 1 or more, got {threads}")
+
     def run():
         activations = trainer.activations(trainer.features(kinematics))
         return activations.cpu().numpy().astype(float), trainer.muscle_forces(kinematics, activations)
 
-    trainer.predict(kinematics)  # checks the trial; also the warm-up run
-    times = []
-    for _ in range(max(1, repeats)):
-        began = time.perf_counter()
-        activations, forces = run()
-        times.append(time.perf_counter() - began)
-    return activations, forces, statistics.median(times)
+    with torch_threads(threads):
+        trainer.predict(kinematics)  # checks the trial; also the warm-up run
+        times = []
+        for _ in range(max(1, repeats)):
+            began = time.perf_counter()
+            activations, forces = run()
+            times.append(time.perf_counter() - began)
+    device = str(next(trainer.network.parameters()).device)
+    return activations, forces, InferenceTiming(median_s=statistics.median(times), min_s=min(times),
+                                                max_s=max(times), repeats=len(times), threads=threads,
+                                                device=device)
 
 
 def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
@@ -190,4 +236,4 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "prediction_files", "timed_inference", "states_table"]
+__all__ = ["predict", "prediction_files", "timed_inference", "InferenceTiming", "states_table"]

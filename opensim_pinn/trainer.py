@@ -116,8 +116,8 @@ class TrainConfig:
         operations are small: one thread is as fast as two on an idle machine, and
         tens of times faster when other programs keep the cores busy (threads then
         wait for each other at every operation). ``None``: torch's setting.
-        Predictions use torch's setting (two threads are 20 % faster on an idle
-        2-core machine).
+        ``predict`` and ``compare`` time inference on one thread too
+        (:data:`opensim_pinn.predict.INFERENCE_THREADS`, their ``--threads``).
     logit_limit : float
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cache import cache_folder, reused
 from .child import run_in_child, run_in_child_timed
 from .errors import InputError, one_line, parse_xml, read_input_file
 from .external_loads import loads_datafile, read_external_loads
@@ -162,7 +163,7 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True, info: ModelInf
     began = time.perf_counter()
     stored = cache_folder() / "trials" / f"{_cache_key(settings)}.npz" if cache else None
     if stored is not None and stored.is_file():
-        log.info("trial: using cached inverse dynamics %s", stored.name)
+        reused(stored, "inverse dynamics")
         trial, info = _load(stored)
         trial.preparation_s = time.perf_counter() - began
         return trial, info
@@ -211,6 +212,7 @@ def load_model_info(model: str | Path, reserves: str | Path | None = None) -> Mo
     digest.update(json.dumps([reserves == "auto", __version__, MODEL_INFO_FORMAT]).encode())
     stored = cache_folder() / "models" / f"{digest.hexdigest()[:24]}.json"
     if stored.is_file():
+        reused(stored, "model description")
         info = model_info_from_dict(json.loads(stored.read_text()))
         info.path = str(Path(model).resolve())
         return info
@@ -270,11 +272,6 @@ def _opensim_document(path: Path, what: str, tag: str, kind: str, hint: str, *, 
         return root
     raise InputError(f"{path}: not an {kind} file: its root element is <{str(root.tag)[:60]}>, "
                      f"not <OpenSimDocument>; {hint}")
-
-
-def cache_folder() -> Path:
-    """Where prepared trials and path fits are kept: ``$OPENSIM_PINN_CACHE`` or ``~/.cache/opensim-pinn``."""
-    return Path(os.environ.get("OPENSIM_PINN_CACHE", Path.home() / ".cache" / "opensim-pinn"))
 
 
 def file_digest(*paths: str | Path | None) -> str:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real OpenSim cases in ../shared/data, and a per-session cache folder."""
+"""Shared fixtures: the real OpenSim cases in ../shared/data, the built-in project, a per-session cache folder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_cases import SHARED_DATA
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,16 +39,28 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_checkpoint(tmp_path_factory, session_cache) -> dict:
+def builtin_project(tmp_path_factory) -> dict[str, Path]:
+    """The built-in model, walk and ground reaction forces (opensim_pinn.demo_model), written once per session.
+
+    Everywhere, with or without ../shared/data: the integration tests run on it. Treat it as read-only
+    (copy what a test changes).
+    """
+    pytest.importorskip("opensim")
+    from opensim_pinn.demo_model import write_demo_project
+
+    return write_demo_project(tmp_path_factory.mktemp("builtin_project"))
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory, session_cache, builtin_project) -> dict:
     """A briefly trained checkpoint on the built-in demo model (first 1.2 s of its walk), made once per session.
 
     For tests of what is done with a checkpoint (streaming, export), not of its accuracy.
     """
-    from opensim_pinn.demo_model import write_demo_project
     from opensim_pinn.train import train_network
 
     root = tmp_path_factory.mktemp("demo_checkpoint")
-    project = {k: str(v) for k, v in write_demo_project(root / "project").items()}
+    project = {k: str(v) for k, v in builtin_project.items()}
     train_network(project["model"], [project["motion"]], [project["external_loads"]], end=1.2, epochs=40,
                   out=root / "train", progress=False)
     return {**project, "checkpoint": root / "train" / "checkpoint.pt", "end": 1.2}

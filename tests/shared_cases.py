@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+SHARED_DATA = Path(os.environ.get("OPENSIM_PINN_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+"""The real cases: ``../shared/data`` from the repository root, or ``$OPENSIM_PINN_SHARED_DATA`` (point it at a
+missing folder to run the suite as on a fresh clone)."""
 
 
 @dataclass

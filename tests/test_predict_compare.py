@@ -1,10 +1,13 @@
 """Prediction into OpenSim files and comparison with OpenSim SO (opensim_pinn.predict, .compare, .demo).
 
-The real-data tests train a short network on the gait10dof18musc walk (accuracy is
-tested with default training in test_train_shared.py) and check that OpenSim's own
-tools accept the files: the forces file in the JointReaction analysis in place of
-SO's force file, the states file in ``StatesTrajectory.createFromStatesTable``.
-The demo test runs the whole built-in example with short training.
+The integration tests train a short network on a walk (accuracy is tested with default
+training in test_train_shared.py), predict it, compare it with OpenSim's own Static
+Optimization and check that OpenSim's own tools accept the files: the forces file in
+the JointReaction analysis in place of SO's force file, the states file in
+``StatesTrajectory.createFromStatesTable``. They run on the built-in project (model,
+walk and ground reaction forces built by ``opensim_pinn.demo_model``: everywhere) and
+on the gait10dof18musc walk of ../shared/data (when present). The demo test runs the
+whole built-in example with short training, twice.
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ from opensim_pinn.errors import InputError
 from opensim_pinn.storage import read_storage
 
 SHORT_EPOCHS = 150  # enough for the files to be meaningful; accuracy is test_train_shared's job
-CASE = "gait10dof18musc"
-START, END = 0.5, 1.5  # a 61-frame piece of the walk keeps OpenSim's runs short
+START, END = 0.5, 1.5  # a 61-frame piece of the walk (gait10dof18musc, 60 Hz) keeps OpenSim's runs short
+BUILTIN_END = 1.1  # the built-in walk is at 100 Hz: 0.5-1.1 s is 61 frames too
+GAIT10_COORDINATES = {"pelvis_tilt", "pelvis_tx", "pelvis_ty", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
+                      "hip_flexion_l", "knee_angle_l", "ankle_angle_l", "lumbar_extension"}
 
 
-@pytest.fixture(scope="module")
-def files(shared_data):
-    folder = shared_data / CASE
+@pytest.fixture(scope="module", params=["builtin", "gait10dof18musc"])
+def files(request):
+    """The trial: the built-in project everywhere (reserves 'auto'), gait10dof18musc when ../shared/data exists."""
+    if request.param == "builtin":
+        project = request.getfixturevalue("builtin_project")
+        return {"model": str(project["model"]), "motion": str(project["motion"]),
+                "external_loads": str(project["external_loads"]), "reserves": "auto", "trial": "walk",
+                "end": BUILTIN_END, "n_muscles": 9, "coordinates": {"hip_flexion_r", "knee_angle_r", "ankle_angle_r"}}
+    folder = request.getfixturevalue("shared_data") / "gait10dof18musc"
     return {"model": str(folder / "subject01.osim"), "motion": str(folder / "subject01_walk_IK.mot"),
             "external_loads": str(folder / "subject01_walk_grf.xml"),
-            "reserves": str(folder / "gait10dof18musc_Strong_actuators.xml")}
+            "reserves": str(folder / "gait10dof18musc_Strong_actuators.xml"), "trial": "subject01_walk", "end": END,
+            "n_muscles": 18, "coordinates": GAIT10_COORDINATES}
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +56,17 @@ def run(files, tmp_path_factory):
     os.chdir(root)
     try:
         trained = train_network(files["model"], [files["motion"]], [files["external_loads"]],
-                                reserves=files["reserves"], start=START, end=END, epochs=SHORT_EPOCHS,
+                                reserves=files["reserves"], start=START, end=files["end"], epochs=SHORT_EPOCHS,
                                 out=root / "train", progress=False)
         checkpoint = root / "train" / "checkpoint.pt"
         predicted = predict(checkpoint, files["motion"], files["external_loads"], out=root / "predict",
-                            start=START, end=END)
+                            start=START, end=files["end"])
         compared = compare(checkpoint, files["model"], files["motion"], files["external_loads"],
-                           reserves=files["reserves"], start=START, end=END, out=root / "compare")
+                           reserves=files["reserves"], start=START, end=files["end"], out=root / "compare")
     finally:
         os.chdir(cwd)
     return {"root": root, "checkpoint": checkpoint, "trained": trained, "predicted": predicted,
-            "compared": compared}
+            "compared": compared, "files": files}
 
 
 def test_train_writes_checkpoint_and_history(run):
@@ -72,12 +84,13 @@ def test_predict_writes_the_three_opensim_files(run):
 
     root = run["root"] / "predict"
     names = sorted(p.name for p in root.iterdir())
-    assert names == ["subject01_walk_activations.sto", "subject01_walk_forces.sto", "subject01_walk_states.sto"]
+    trial, end = run["files"]["trial"], run["files"]["end"]
+    assert names == [f"{trial}_activations.sto", f"{trial}_forces.sto", f"{trial}_states.sto"]
     trainer = Trainer.load(run["checkpoint"])
-    forces = read_storage(root / "subject01_walk_forces.sto")
-    activations = read_storage(root / "subject01_walk_activations.sto")
+    forces = read_storage(root / f"{trial}_forces.sto")
+    activations = read_storage(root / f"{trial}_activations.sto")
     assert forces.labels == activations.labels == trainer.muscles  # SO's layout: muscles (no reserves here)
-    assert forces.time[0] == pytest.approx(START, abs=1e-5) and forces.time[-1] == pytest.approx(END, abs=1e-5)
+    assert forces.time[0] == pytest.approx(START, abs=1e-5) and forces.time[-1] == pytest.approx(end, abs=1e-5)
     assert np.all(activations.data >= 0.01 - 1e-9) and np.all(activations.data <= 1.0)
     assert np.all(forces.data >= 0)
     assert run["predicted"]["timing_s"]["inference"] > 0
@@ -85,7 +98,7 @@ def test_predict_writes_the_three_opensim_files(run):
 
 def test_states_file_builds_an_opensim_states_trajectory(run, files, in_tmp):
     osim = pytest.importorskip("opensim")
-    path = run["root"] / "predict" / "subject01_walk_states.sto"
+    path = run["root"] / "predict" / f"{files['trial']}_states.sto"
     states = read_storage(path)
     assert not states.in_degrees
     assert "/jointset/knee_r/knee_angle_r/value" in states.labels
@@ -93,20 +106,26 @@ def test_states_file_builds_an_opensim_states_trajectory(run, files, in_tmp):
     assert "/forceset/vasti_r/activation" in states.labels
     model = osim.Model(files["model"])
     model.initSystem()
-    trajectory = osim.StatesTrajectory.createFromStatesTable(model, osim.TimeSeriesTable(str(path)))
+    # The built-in model's muscles have no activation state (activation dynamics ignored): predict still
+    # writes their activation columns (for the GUI's colours), which OpenSim then takes as extra columns.
+    names = model.getStateVariableNames()
+    has_activation = "/forceset/vasti_r/activation" in [names.get(i) for i in range(names.size())]
+    trajectory = osim.StatesTrajectory.createFromStatesTable(model, osim.TimeSeriesTable(str(path)),
+                                                             False, not has_activation)
     assert trajectory.getSize() == states.n_frames
     knee = model.getCoordinateSet().get("knee_angle_r")
     middle = states.n_frames // 2
     assert knee.getValue(trajectory.get(middle)) == pytest.approx(
         states.data[middle, states.labels.index("/jointset/knee_r/knee_angle_r/value")], abs=1e-8)
-    assert model.getStateVariableValue(trajectory.get(middle), "/forceset/vasti_r/activation") == pytest.approx(
-        states.data[middle, states.labels.index("/forceset/vasti_r/activation")], abs=1e-8)
+    if has_activation:
+        assert model.getStateVariableValue(trajectory.get(middle), "/forceset/vasti_r/activation") == \
+            pytest.approx(states.data[middle, states.labels.index("/forceset/vasti_r/activation")], abs=1e-8)
 
 
 def test_forces_file_drops_into_opensim_joint_reaction_analysis(run, files, in_tmp):
     """JointReaction reads our forces file where it would read SO's ``_StaticOptimization_force.sto``."""
     osim = pytest.importorskip("opensim")
-    forces = run["root"] / "predict" / "subject01_walk_forces.sto"
+    forces = run["root"] / "predict" / f"{files['trial']}_forces.sto"
     tool = osim.AnalyzeTool()
     tool.setName("network")
     tool.setModelFilename(files["model"])
@@ -114,13 +133,13 @@ def test_forces_file_drops_into_opensim_joint_reaction_analysis(run, files, in_t
     tool.setExternalLoadsFileName(files["external_loads"])
     tool.setLowpassCutoffFrequency(6.0)
     tool.setInitialTime(START)
-    tool.setFinalTime(END)
+    tool.setFinalTime(files["end"])
     tool.setResultsDir(str(in_tmp / "results"))
     analysis = osim.JointReaction()
     analysis.setName("JointReaction")
     analysis.setForcesFileName(str(forces))
     analysis.setStartTime(START)
-    analysis.setEndTime(END)
+    analysis.setEndTime(files["end"])
     for setter, value in ((analysis.setJointNames, "knee_r"), (analysis.setOnBody, "child"),
                           (analysis.setInFrame, "child")):
         values = osim.ArrayStr()
@@ -142,22 +161,26 @@ def test_compare_writes_metrics_report_and_figures(run):
     root = run["root"] / "compare"
     metrics = json.loads((root / "metrics.json").read_text())
     muscles = metrics["muscles"]
-    assert len(muscles) == 18
+    assert len(muscles) == run["files"]["n_muscles"]
     for values in muscles.values():
         assert {"r2", "nrmse", "rmse"} <= set(values)
     assert {"median_r2", "mean_r2", "mean_nrmse"} <= set(metrics["summary"])
-    assert set(metrics["torque_residual"]) == {
-        "pelvis_tilt", "pelvis_tx", "pelvis_ty", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
-        "hip_flexion_l", "knee_angle_l", "ankle_angle_l", "lumbar_extension"}
+    assert set(metrics["torque_residual"]) == run["files"]["coordinates"]
     # Every coordinate has a reserve or residual here: muscles + actuators balance inverse dynamics.
     assert max(metrics["torque_residual"].values()) < 1e-3
     assert {"opensim_static_optimization", "network_inference"} <= set(metrics["timing_s"])
     assert metrics["speedup"] == pytest.approx(metrics["timing_s"]["opensim_static_optimization"]
                                                / metrics["timing_s"]["network_inference"])
+    # The timing protocol: warm median of 21 runs on one thread, with its spread.
+    spread = metrics["timing_s"]["network_inference_spread"]
+    assert spread["threads"] == 1 and spread["repeats"] == 21
+    assert spread["min_s"] <= metrics["timing_s"]["network_inference"] <= spread["max_s"]
     assert metrics["n_frames"] == 61
     assert metrics["summary"]["median_r2"] > 0.5  # short training; the real bar is in test_train_shared
     report = (root / "report.md").read_text()
     assert "median R²" in report and "vasti_r" in report
+    assert "21 timed runs on 1 CPU thread(s)" in report
+    assert "![training](training.png)" in report and "Levenberg-Marquardt damping" in report
     for figure in ("muscle_forces.png", "joint_torques.png", "training.png"):
         assert (root / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -175,7 +198,7 @@ def test_predict_needs_no_opensim(run, files, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "opensim", None)  # `import opensim` now fails
     monkeypatch.setattr(opensim_pinn.child, "run_in_child", refuse)
     result = predict(run["checkpoint"], files["motion"], files["external_loads"], out=tmp_path, start=START,
-                     end=END)
+                     end=files["end"])
     assert len(result["files"]) == 3
 
 
@@ -192,9 +215,9 @@ def test_predict_input_errors(run, files, tmp_path):
         predict(run["checkpoint"], files["motion"], out=tmp_path / "c")
     with pytest.raises(InputError, match="already holds"):  # outputs are never replaced without force
         predict(run["checkpoint"], files["motion"], files["external_loads"], out=run["root"] / "predict",
-                start=START, end=END)
+                start=START, end=files["end"])
     predict(run["checkpoint"], files["motion"], files["external_loads"], out=run["root"] / "predict",
-            start=START, end=END, force=True)
+            start=START, end=files["end"], force=True)
 
 
 def test_compare_refuses_another_model(run, files, shared_data, tmp_path):
@@ -207,14 +230,79 @@ def test_compare_refuses_another_model(run, files, shared_data, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    """The built-in example, start to finish (short training; the CLI demo uses the defaults)."""
+def test_inference_runs_on_the_threads_asked_for(run, files):
+    """Timed inference uses one torch thread unless told otherwise, and restores torch's setting."""
+    import torch
+
+    from opensim_pinn.predict import timed_inference
+    from opensim_pinn.trainer import Trainer
+    from opensim_pinn.trial import load_kinematics
+
+    trainer = Trainer.load(run["checkpoint"])
+    kinematics = load_kinematics(trainer.info, files["motion"], files["external_loads"], start=START,
+                                 end=files["end"], lowpass=trainer.lowpass)
+    before = torch.get_num_threads()
+    seen = []
+    real_run = trainer.muscle_forces
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_run(*args, **kwargs)
+
+    trainer.muscle_forces = spy
+    one, _, timing = timed_inference(trainer, kinematics, repeats=3)
+    assert set(seen) == {1} and timing.threads == 1 and timing.repeats == 3
+    seen.clear()
+    two, _, timing = timed_inference(trainer, kinematics, repeats=3, threads=2)
+    assert set(seen) == {2} and timing.threads == 2
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)  # float32 sums in another order at most
+    with pytest.raises(InputError, match="--threads must be 1 or more"):
+        timed_inference(trainer, kinematics, threads=0)
+
+
+def test_gait_cycle_from_the_vertical_ground_reaction_force(builtin_project):
+    """The built-in walk (stride 1.2 s, foot strike at the start of each stride) gives its heel strikes."""
+    from opensim_pinn.demo_model import GRF_LABELS
+    from opensim_pinn.plots import heel_strikes
+
+    table = read_storage(builtin_project["grf"])
+    labels = [f"right_foot_f{axis}" for axis in "xyz"]
+    grf = table.data[:, [table.labels.index(name) for name in GRF_LABELS[:3]]]
+    gait = heel_strikes(table.time, labels, grf)
+    assert gait is not None and gait.force == "right_foot"
+    # 1.2 s apart, within one frame (0.01 s): the threshold crossing is one frame after contact begins.
+    assert len(gait.heel_strikes) == 2 and np.diff(gait.heel_strikes)[0] == pytest.approx(1.2, abs=0.011)
+    ticks, tick_labels = gait.ticks(0.0, 2.4)
+    assert tick_labels[:5] == ["0", "25", "50", "75", "0"]
+    assert ticks[4] == pytest.approx(gait.heel_strikes[1])
+    # Without contact-onsets (one strike, or none) there is no cycle.
+    assert heel_strikes(table.time[:100], labels, grf[:100]) is None
+    assert heel_strikes(table.time, ["right_foot_fx"], grf[:, :1]) is None
+
+
+def test_demo_runs_end_to_end_and_again(tmp_path, capfd):
+    """The built-in example, start to finish, twice into the same folder (short training; the CLI demo uses
+    the defaults); a folder the demo did not make is refused."""
     pytest.importorskip("opensim")
-    from opensim_pinn.demo import run_demo
+    from opensim_pinn import cli
+    from opensim_pinn.demo import MARKER, run_demo
 
     result = run_demo(tmp_path / "demo", epochs=300, progress=False)
     assert Path(result["report"]).is_file()
     assert all(Path(p).is_file() for p in result["predictions"])
     assert result["summary"]["median_r2"] > 0.9
-    with pytest.raises(InputError, match="already holds"):
-        run_demo(tmp_path / "demo", epochs=1, progress=False)
+    assert (tmp_path / "demo" / MARKER).is_file()
+    again = run_demo(tmp_path / "demo", epochs=1, progress=False)  # its own earlier output: replaced
+    assert again["training"]["epochs"] == 1
+    assert len((tmp_path / "demo" / "train" / "history.csv").read_text().splitlines()) == 2
+    # A user's folder that holds a file of the same name: refused, on the command line too, untouched.
+    user = tmp_path / "mine"
+    (user / "project").mkdir(parents=True)
+    (user / "project" / "walk_IK.mot").write_text("my motion")
+    with pytest.raises(InputError, match="already holds walk_IK.mot"):
+        run_demo(user, epochs=1, progress=False)
+    capfd.readouterr()
+    assert cli.main(["demo", "--out", str(user)]) == 2
+    assert "already holds walk_IK.mot" in capfd.readouterr().err
+    assert sorted(p.name for p in user.rglob("*")) == ["project", "walk_IK.mot"]

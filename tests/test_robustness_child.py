@@ -20,7 +20,9 @@ from opensim_pinn import cli
 from opensim_pinn.child import run_in_child, run_in_child_timed
 from opensim_pinn.errors import InputError, OpenSimCrash
 
-SHARED_ARM26 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arm26"
+from shared_cases import SHARED_DATA
+
+SHARED_ARM26 = SHARED_DATA / "arm26"
 
 
 def test_abort_names_the_step_and_the_signal(in_tmp):

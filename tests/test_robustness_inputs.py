@@ -1,14 +1,20 @@
 """Bad input to every command: exit 2, one clear line, nothing written.
 
-Every case copies the arm26 case of ``../shared/data`` into a temporary folder,
-breaks one thing, and runs the command line through :func:`opensim_pinn.cli.main`:
+Every case copies a project into a temporary folder, breaks one thing, and runs
+the command line through :func:`opensim_pinn.cli.main`:
 ``static-opt`` (both solvers), ``train``, ``predict`` and ``compare`` each get
 every bad input that they take (``inspect`` a few). Standard error is captured
 at the file-descriptor level (``capfd``), so what OpenSim child processes print
 counts too. The checks come before any long work: the path fitter, inverse
 dynamics and OpenSim's Static Optimization never run here (they are made to
 fail if they are called). ``predict`` and ``compare`` use checkpoints trained
-briefly before that, once per module.
+briefly before that, once per project.
+
+The projects: the built-in model, walk and ground reaction forces
+(``opensim_pinn.demo_model``; everywhere, with reserves written here) and the arm26
+case of ``../shared/data`` (with zero hand loads; when present). The expected
+messages name the project's own files, coordinates and bodies through
+``{placeholders}`` (:meth:`Spec.values`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +32,10 @@ import pytest
 from opensim_pinn import cli, errors
 from opensim_pinn.storage import StorageTable, write_storage
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_cases import SHARED_DATA
+
 SHARED_ARM26 = SHARED_DATA / "arm26"
 SHARED_GAIT = SHARED_DATA / "gait10dof18musc"
-ARM26_FILES = ("arm26.osim", "arm26_InverseKinematics.mot", "arm26_Reserve_Actuators.xml")
 COMMANDS = ("static-opt-fast", "static-opt-opensim", "train", "predict", "compare")
 """The commands under test; static-opt once per solver."""
 TAKES_MODEL = tuple(command for command in COMMANDS if command != "predict")
@@ -55,25 +62,105 @@ LOADS_XML = """<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
-class Arm26:
-    """The arm26 case in a temporary folder (the current folder), with hand loads."""
+BUILTIN_RESERVES = """<?xml version="1.0"?>
+<OpenSimDocument Version="40000"><ForceSet name="builtin_reserves"><objects>
+<CoordinateActuator name="reserve_hip"><coordinate>hip_flexion_r</coordinate><optimal_force>1</optimal_force>
+</CoordinateActuator>
+<CoordinateActuator name="reserve_knee"><coordinate>knee_angle_r</coordinate><optimal_force>1</optimal_force>
+</CoordinateActuator>
+<CoordinateActuator name="reserve_ankle"><coordinate>ankle_angle_r</coordinate><optimal_force>1</optimal_force>
+</CoordinateActuator>
+</objects></ForceSet></OpenSimDocument>
+"""
 
-    def __init__(self, folder: Path):
+
+@dataclass
+class Spec:
+    """A project under test: its file names and what the refusals name."""
+
+    name: str
+    model: str
+    motion: str
+    reserves: str
+    loads: str
+    loads_data: str
+    model_name: str
+    coordinates: tuple[str, ...]
+    n_rows: int
+    end: str
+    """Last time of the motion (s), as the messages print it."""
+    n_muscles: int
+    loads_body: str
+    other_body: str
+    """A body of the model that the message listing the model's bodies names."""
+    foreign_body: str
+    foreign_coordinate: str
+    force_id: str
+    point_id: str
+    loads_labels: tuple[str, ...]
+    foreign_header: tuple[str, ...]
+    """Coordinates of another model, for a motion of the wrong model."""
+
+    def values(self) -> dict[str, str]:
+        """The ``{placeholders}`` of the expected messages."""
+        return {"model_name": self.model_name, "coords": ", ".join(self.coordinates), "col2": self.coordinates[1],
+                "last": self.coordinates[-1], "n_rows": str(self.n_rows), "n_columns": str(len(self.coordinates) + 1),
+                "n_ragged": str(len(self.coordinates)), "end": self.end, "loads_data": self.loads_data,
+                "model_file": self.model, "motion_file": self.motion, "n_muscles": str(self.n_muscles),
+                "n_coordinates": str(len(self.coordinates)), "other_body": self.other_body,
+                "foreign_body": self.foreign_body, "foreign_coordinate": self.foreign_coordinate}
+
+
+SPECS = {
+    "builtin": Spec("builtin", "opensim_pinn_lower_limb.osim", "walk_IK.mot", "builtin_reserves.xml", "walk_grf.xml",
+                    "walk_grf.mot", "opensim_pinn_lower_limb", ("hip_flexion_r", "knee_angle_r", "ankle_angle_r"),
+                    241, "2.4", 9, "calcn_r", "tibia_r", "hand_r", "r_elbow_flex", "ground_force_v",
+                    "ground_force_p", ("ground_force_vx", "ground_force_vy", "ground_force_vz", "ground_force_px",
+                                       "ground_force_py", "ground_force_pz", "ground_torque_x", "ground_torque_y",
+                                       "ground_torque_z"), ("r_shoulder_elev", "r_elbow_flex", "r_wrist_flex")),
+    "arm26": Spec("arm26", "arm26.osim", "arm26_InverseKinematics.mot", "arm26_Reserve_Actuators.xml",
+                  "hand_loads.xml", "hand_loads.mot", "arm26", ("r_shoulder_elev", "r_elbow_flex"), 121, "1", 6,
+                  "r_ulna_radius_hand", "r_humerus", "calcn_r", "knee_angle_r", "hand_force_v", "hand_force_p",
+                  tuple(f"hand_force_{kind}{axis}" for kind in "vp" for axis in "xyz"),
+                  ("hip_flexion_r", "knee_angle_r")),
+}
+
+
+class Arm26:
+    """A project (:data:`SPECS`: the built-in one, or arm26 with hand loads) in a temporary folder.
+
+    ``sources``: where the built-in project's files are (``builtin_project``); arm26 comes from ../shared/data.
+    """
+
+    def __init__(self, folder: Path, spec: Spec, sources: dict[str, Path] | None = None):
         self.folder = folder
-        for name in ARM26_FILES:
-            shutil.copy(SHARED_ARM26 / name, folder / name)
-        self.model = folder / "arm26.osim"
-        self.motion = folder / "arm26_InverseKinematics.mot"
-        self.reserves = folder / "arm26_Reserve_Actuators.xml"
-        self.loads = folder / "hand_loads.xml"
-        self.loads_data = folder / "hand_loads.mot"
+        self.spec = spec
+        self.model = folder / spec.model
+        self.motion = folder / spec.motion
+        self.reserves = folder / spec.reserves
+        self.loads = folder / spec.loads
+        self.loads_data = folder / spec.loads_data
         self.checkpoint = folder / "checkpoint.pt"
         self.out = folder / "results"
+        if spec.name == "builtin":
+            for key, target in (("model", self.model), ("motion", self.motion), ("external_loads", self.loads),
+                                ("grf", self.loads_data)):
+                shutil.copy(sources[key], target)
+            self.reserves.write_text(BUILTIN_RESERVES)
+            return
+        for target in (self.model, self.motion, self.reserves):
+            shutil.copy(SHARED_ARM26 / target.name, target)
         self.loads.write_text(LOADS_XML)
         time = np.linspace(0.0, 1.0, 101)
-        labels = [f"hand_force_{kind}{axis}" for kind in "vp" for axis in "xyz"]
+        labels = list(spec.loads_labels)
         write_storage(self.loads_data, StorageTable(name="hand_loads", labels=labels, time=time,
                                                     data=np.zeros((len(time), len(labels)))))
+
+    def fill(self, fragment: str) -> str:
+        """An expected message fragment with this project's names in place of its ``{placeholders}``."""
+        for key, value in self.spec.values().items():
+            fragment = fragment.replace("{" + key + "}", value)
+        return fragment
 
     def static_opt(self, solver: str, *extra: str, loads: bool = True) -> list[str]:
         argv = ["static-opt", "--model", str(self.model), "--motion", str(self.motion),
@@ -114,21 +201,34 @@ def _cli_name(command: str) -> str:
     return "static-opt" if command.startswith("static-opt-") else command
 
 
+@pytest.fixture(scope="module", params=list(SPECS))
+def spec(request) -> Spec:
+    """The project under test: the built-in one everywhere, arm26 when ../shared/data has it."""
+    if request.param == "arm26" and not SHARED_ARM26.is_dir():
+        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
+    return SPECS[request.param]
+
+
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path | None]:
+def sources(spec, request) -> dict[str, Path] | None:
+    """The built-in project's files (written once per session), or None for arm26."""
+    return request.getfixturevalue("builtin_project") if spec.name == "builtin" else None
+
+
+@pytest.fixture(scope="module")
+def checkpoints(spec, sources, tmp_path_factory) -> dict[str, Path | None]:
     """Checkpoints trained briefly, before any test forbids long work.
 
-    ``hand_loads``: arm26 trained with the (zero) hand loads, the checkpoint of
-    every predict/compare case; ``no_loads``: arm26 trained without loads;
-    ``other_model``: gait10dof18musc (None when its data are absent).
+    ``hand_loads``: the project trained with its loads (arm26: zero hand loads; built-in:
+    its ground reaction forces), the checkpoint of every predict/compare case;
+    ``no_loads``: trained without loads; ``other_model``: gait10dof18musc (None when its
+    data are absent).
     """
-    if not SHARED_ARM26.is_dir():
-        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
     from opensim_pinn.train import train_network
 
-    folder = tmp_path_factory.mktemp("checkpoints")
-    (folder / "arm26").mkdir()
-    case = Arm26(folder / "arm26")
+    folder = tmp_path_factory.mktemp(f"checkpoints_{spec.name}")
+    (folder / "project").mkdir()
+    case = Arm26(folder / "project", spec, sources)
     trained = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
@@ -144,9 +244,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path | None]:
             trained["other_model"] = folder / "other_model" / "checkpoint.pt"
     return trained
 @pytest.fixture()
-def arm26(in_tmp, monkeypatch) -> Arm26:
-    if not SHARED_ARM26.is_dir():
-        pytest.skip(f"shared OpenSim data not found at {SHARED_ARM26}")
+def arm26(spec, sources, in_tmp, monkeypatch) -> Arm26:
+    """The project under test in the current (temporary) folder, with every long step made to fail."""
     import opensim_pinn.child
     import opensim_pinn.paths
     import opensim_pinn.trial
@@ -167,7 +266,7 @@ def arm26(in_tmp, monkeypatch) -> Arm26:
     monkeypatch.setattr(opensim_pinn.paths, "load_or_fit_paths", no_fitting)
     monkeypatch.setattr(opensim_pinn.trial, "prepare_trial", no_inverse_dynamics)
     monkeypatch.setattr(opensim_pinn.child, "run_in_child", no_child)  # OpenSim's SO (static_opt.py)
-    return Arm26(in_tmp)
+    return Arm26(in_tmp, spec, sources)
 
 
 def assert_refused(capfd, code: int, *fragments: str, exit_code: int = 2) -> str:
@@ -186,7 +285,7 @@ def assert_refused(capfd, code: int, *fragments: str, exit_code: int = 2) -> str
 
 @pytest.fixture()
 def trained_arm26(checkpoints, arm26) -> Arm26:
-    """The arm26 case with ``checkpoint.pt``, trained with the hand loads, next to its files."""
+    """The project with ``checkpoint.pt``, trained with its loads, next to its files."""
     shutil.copy(checkpoints["hand_loads"], arm26.checkpoint)
     return arm26
 
@@ -194,7 +293,7 @@ def trained_arm26(checkpoints, arm26) -> Arm26:
 def assert_nothing_written(case: Arm26, capfd, argv: list[str], *fragments: str) -> str:
     """``argv`` is refused (see :func:`assert_refused`); no --out, the inputs' folder unchanged."""
     before = case.snapshot()
-    line = assert_refused(capfd, cli.main(argv), *fragments)
+    line = assert_refused(capfd, cli.main(argv), *map(case.fill, fragments))
     assert not case.out.exists(), "nothing may be written to --out"
     assert case.snapshot() == before, "nothing may be written next to the inputs"
     return line
@@ -237,11 +336,11 @@ def _non_numeric(case):
 
 
 def _n_rows(case):
-    case.edit(case.motion, "nRows=121", "nRows=150")
+    case.edit(case.motion, f"nRows={case.spec.n_rows}", "nRows=150")
 
 
 def _n_columns(case):
-    case.edit(case.motion, "nColumns=3", "nColumns=5")
+    case.edit(case.motion, f"nColumns={len(case.spec.coordinates) + 1}", "nColumns=5")
 
 
 def _set_cell(case, row, value, column=2):
@@ -262,7 +361,8 @@ def _set_time(case, row, value):
 
 
 def _duplicate_time(case):
-    _set_time(case, 41, "0.33333333")  # row 40 is t = 0.33333333
+    lines = case.motion.read_text().splitlines()
+    _set_time(case, 41, lines[lines.index("endheader") + 2 + 40].split()[0])  # the time of row 40
 
 
 def _decreasing_time(case):
@@ -270,11 +370,11 @@ def _decreasing_time(case):
 
 
 def _wrong_columns(case):
-    case.edit(case.motion, "r_elbow_flex", "elbow_angle")
+    case.edit(case.motion, case.spec.coordinates[-1], "elbow_angle")
 
 
 def _other_model_motion(case):
-    case.edit(case.motion, "time\tr_shoulder_elev\tr_elbow_flex", "time\thip_flexion_r\tknee_angle_r")
+    case.edit(case.motion, "\t".join(("time", *case.spec.coordinates)), "\t".join(("time", *case.spec.foreign_header)))
 
 
 def _degrees_marked_radians(case):
@@ -284,7 +384,7 @@ def _degrees_marked_radians(case):
 def _too_short(case):
     lines = case.motion.read_text().splitlines()
     start = lines.index("endheader") + 2
-    case.motion.write_text("\n".join(lines[:start + 3]).replace("nRows=121", "nRows=3") + "\n")
+    case.motion.write_text("\n".join(lines[:start + 3]).replace(f"nRows={case.spec.n_rows}", "nRows=3") + "\n")
 
 
 def _motion_missing(case):
@@ -302,16 +402,16 @@ MOTION_CASES = {
     "garbage": (_garbage, ["no 'endheader' line", "not an OpenSim Storage file"]),
     "binary": (_binary, ["binary file"]),
     "no_endheader": (_no_endheader, ["no 'endheader' line"]),
-    "ragged": (_ragged, ["row 21 has 2 values but there are 3 columns"]),
-    "non_numeric": (_non_numeric, ["non-numeric value 'abc'", "r_elbow_flex"]),
-    "n_rows": (_n_rows, ["nrows=150", "121 data rows"]),
-    "n_columns": (_n_columns, ["ncolumns=5", "3 columns"]),
-    "nan": (_nan, ["NaN or infinite", "r_elbow_flex", "row 31"]),
+    "ragged": (_ragged, ["row 21 has {n_ragged} values but there are {n_columns} columns"]),
+    "non_numeric": (_non_numeric, ["non-numeric value 'abc'", "{last}"]),
+    "n_rows": (_n_rows, ["nrows=150", "{n_rows} data rows"]),
+    "n_columns": (_n_columns, ["ncolumns=5", "{n_columns} columns"]),
+    "nan": (_nan, ["NaN or infinite", "{col2}", "row 31"]),
     "inf": (_inf, ["NaN or infinite", "'-inf'"]),
     "duplicate_time": (_duplicate_time, ["time is not strictly increasing at row 42"]),
     "decreasing_time": (_decreasing_time, ["time is not strictly increasing at row 42"]),
-    "wrong_columns": (_wrong_columns, ["no column for coordinate(s) r_elbow_flex of model arm26"]),
-    "other_model": (_other_model_motion, ["r_shoulder_elev, r_elbow_flex",
+    "wrong_columns": (_wrong_columns, ["no column for coordinate(s) {last} of model {model_name}"]),
+    "other_model": (_other_model_motion, ["{coords}",
                                           "no column matches a coordinate of this model"]),
     "degrees_marked_radians": (_degrees_marked_radians, ["look like degrees", "inDegrees=yes"]),
     "too_short": (_too_short, ["3 rows; at least 6"]),
@@ -341,7 +441,8 @@ def test_inspect_bad_motion(arm26, capfd, name):
     corrupt, fragments = MOTION_CASES[name]
     corrupt(arm26)
     before = arm26.snapshot()
-    assert_refused(capfd, cli.main(arm26.inspect("--motion", str(arm26.motion))), str(arm26.motion), *fragments)
+    assert_refused(capfd, cli.main(arm26.inspect("--motion", str(arm26.motion))), str(arm26.motion),
+                   *map(arm26.fill, fragments))
     assert arm26.snapshot() == before
 
 
@@ -377,13 +478,13 @@ def test_motion_with_crlf_and_bom_is_accepted(arm26, capfd):
 # ---- time window and options -----------------------------------------------------------
 
 WINDOW_CASES = {
-    "outside": (["--start", "5", "--end", "6"], ["time window 5 to 6 s is outside the data (0 to 1 s)",
+    "outside": (["--start", "5", "--end", "6"], ["time window 5 to 6 s is outside the data (0 to {end} s)",
                                                  "choose --start/--end inside it"]),
     "end_after": (["--end", "100"], ["time window 0 to 100 s is outside the data"]),
-    "start_before": (["--start", "-2"], ["time window -2 to 1 s is outside the data"]),
+    "start_before": (["--start", "-2"], ["time window -2 to {end} s is outside the data"]),
     "start_after_end": (["--start", "0.8", "--end", "0.2"], ["--start 0.8 s must be before --end 0.2 s"]),
     "start_equals_end": (["--start", "0.5", "--end", "0.5"], ["must be before --end"]),
-    "start_only_after_data": (["--start", "3"], ["time window 3 to 1 s is outside the data"]),
+    "start_only_after_data": (["--start", "3"], ["time window 3 to {end} s is outside the data"]),
     "start_nan": (["--start", "nan"], ["--start must be a time in seconds"]),
     "step_interval_zero": (["--step-interval", "0"], ["--step-interval must be 1 or more"]),
     "step_interval_negative": (["--step-interval", "-3"], ["--step-interval must be 1 or more", "got -3"]),
@@ -437,7 +538,7 @@ def _no_muscle_model(path: Path) -> None:
     model.printToXML(str(path))
     empty_force_set = ('<?xml version="1.0"?><OpenSimDocument Version="40000"><ForceSet name="none">'
                        '<objects/></ForceSet></OpenSimDocument>')
-    (path.parent / "arm26_Reserve_Actuators.xml").write_text(empty_force_set)
+    return empty_force_set
 
 
 MODEL_CASES = {
@@ -453,7 +554,7 @@ MODEL_CASES = {
                   ["its root element is <svg>, not <OpenSimDocument>"]),
     "force_set": (lambda case: shutil.copy(case.reserves, case.model),
                   ["the OpenSim document holds <ForceSet>, not <Model>"]),
-    "no_muscles": (lambda case: _no_muscle_model(case.model),
+    "no_muscles": (lambda case: case.reserves.write_text(_no_muscle_model(case.model)),
                    ["the model has no muscles", "give a model with muscles"]),
 }
 
@@ -469,7 +570,7 @@ def test_bad_model(trained_arm26, capfd, command, name):
 def test_inspect_bad_model(arm26, capfd, name):
     corrupt, fragments = MODEL_CASES[name]
     corrupt(arm26)
-    assert_refused(capfd, cli.main(["inspect", str(arm26.model)]), str(arm26.model), *fragments)
+    assert_refused(capfd, cli.main(["inspect", str(arm26.model)]), str(arm26.model), *map(arm26.fill, fragments))
 
 
 def test_unreadable_model(arm26, capfd, monkeypatch):
@@ -488,7 +589,7 @@ def test_unreadable_model_for_every_command(trained_arm26, capfd, monkeypatch, c
 
 OTHER_MODEL_RESERVES = """<?xml version="1.0"?>
 <OpenSimDocument Version="40000"><ForceSet name="gait"><objects>
-<CoordinateActuator name="reserve_knee"><coordinate>knee_angle_r</coordinate><optimal_force>1</optimal_force>
+<CoordinateActuator name="reserve_other"><coordinate>{foreign_coordinate}</coordinate><optimal_force>1</optimal_force>
 </CoordinateActuator></objects></ForceSet></OpenSimDocument>
 """
 
@@ -497,8 +598,8 @@ RESERVES_CASES = {
     "garbage": (lambda case: case.reserves.write_text("1 2 3\n"), ["not an OpenSim ForceSet file (not valid XML"]),
     "model_not_force_set": (lambda case: shutil.copy(case.model, case.reserves),
                             ["the OpenSim document holds <Model>, not <ForceSet>", "or 'auto'"]),
-    "other_model": (lambda case: case.reserves.write_text(OTHER_MODEL_RESERVES),
-                    ["CoordinateActuator 'reserve_knee' acts on coordinate 'knee_angle_r', which is not in"]),
+    "other_model": (lambda case: case.reserves.write_text(case.fill(OTHER_MODEL_RESERVES)),
+                    ["CoordinateActuator 'reserve_other' acts on coordinate '{foreign_coordinate}', which is not in"]),
 }
 
 
@@ -514,7 +615,7 @@ def test_bad_reserves(trained_arm26, capfd, command, name):
 def test_inspect_bad_reserves(arm26, capfd, name):
     corrupt, fragments = RESERVES_CASES[name]
     corrupt(arm26)
-    assert_refused(capfd, cli.main(arm26.inspect()), str(arm26.reserves), *fragments)
+    assert_refused(capfd, cli.main(arm26.inspect()), str(arm26.reserves), *map(arm26.fill, fragments))
 
 
 # ---- external loads --------------------------------------------------------------------
@@ -525,33 +626,36 @@ def _loads_data_garbage(case):
 
 def _loads_data_short(case):
     table_time = np.linspace(0.0, 0.5, 51)
-    labels = [f"hand_force_{kind}{axis}" for kind in "vp" for axis in "xyz"]
+    labels = list(case.spec.loads_labels)
     write_storage(case.loads_data, StorageTable(name="short", labels=labels, time=table_time,
-                                                data=np.zeros((51, 6))))
+                                                data=np.zeros((51, len(labels)))))
 
 
 LOADS_CASES = {
     "xml_missing": (lambda case: case.loads.unlink(), "loads", ["external loads file not found"]),
-    "xml_malformed": (lambda case: case.loads.write_text(LOADS_XML[:300]), "loads", ["not a valid XML file"]),
+    "xml_malformed": (lambda case: case.loads.write_text(case.loads.read_text()[:300]), "loads",
+                      ["not a valid XML file"]),
     "xml_not_loads": (lambda case: shutil.copy(case.reserves, case.loads), "loads",
                       ["not an OpenSim ExternalLoads file (no <ExternalLoads> element)"]),
-    "no_datafile": (lambda case: case.edit(case.loads, "<datafile>hand_loads.mot</datafile>", ""), "loads",
+    "no_datafile": (lambda case: case.edit(case.loads, f"<datafile>{case.spec.loads_data}</datafile>", ""), "loads",
                     ["names no <datafile>; add <datafile>"]),
     "datafile_missing": (lambda case: case.loads_data.unlink(), "loads",
-                         ["its data file", "hand_loads.mot does not exist; fix <datafile>"]),
-    "force_columns_missing": (lambda case: case.edit(case.loads, "hand_force_v", "grf_v"), "data",
+                         ["its data file", "{loads_data} does not exist; fix <datafile>"]),
+    "force_columns_missing": (lambda case: case.edit(case.loads, case.spec.force_id, "grf_v"), "data",
                               ["column 'grf_vx'", "is missing from the data file"]),
-    "point_columns_missing": (lambda case: case.edit(case.loads, "hand_force_p", "cop_"), "data",
+    "point_columns_missing": (lambda case: case.edit(case.loads, case.spec.point_id, "cop_"), "data",
                               ["column 'cop_x'", "point_identifier"]),
-    "no_force_identifier": (lambda case: case.edit(case.loads, "<force_identifier>hand_force_v</force_identifier>",
+    "no_force_identifier": (lambda case: case.edit(case.loads,
+                                                   f"<force_identifier>{case.spec.force_id}</force_identifier>",
                                                    ""), "loads", ["names no <force_identifier>"]),
-    "body_not_in_model": (lambda case: case.edit(case.loads, "r_ulna_radius_hand", "calcn_r"), "loads",
-                          ["applied to body 'calcn_r', which is not in the model", "r_humerus"]),
+    "body_not_in_model": (lambda case: case.edit(case.loads, case.spec.loads_body, case.spec.foreign_body), "loads",
+                          ["applied to body '{foreign_body}', which is not in the model", "{other_body}"]),
     "frame_not_in_model": (lambda case: case.edit(case.loads, "<force_expressed_in_body>ground",
-                                                  "<force_expressed_in_body>pelvis"), "loads",
-                           ["<force_expressed_in_body> 'pelvis'"]),
+                                                  "<force_expressed_in_body>spine"), "loads",
+                           ["<force_expressed_in_body> 'spine'"]),
     "data_garbage": (_loads_data_garbage, "data", ["no 'endheader' line"]),
-    "data_too_short": (_loads_data_short, "loads", ["its data cover 0 to 0.5 s but the analysed window is 0 to 1 s"]),
+    "data_too_short": (_loads_data_short, "loads",
+                       ["its data cover 0 to 0.5 s but the analysed window is 0 to {end} s"]),
 }
 
 
@@ -649,11 +753,12 @@ def test_unreadable_checkpoint(trained_arm26, capfd, monkeypatch, command):
 
 
 OTHER_MODEL_CHECKPOINT = {
-    # predict takes the model from the checkpoint: the arm26 motion does not fit it
-    "predict": ["arm26_InverseKinematics.mot: no column for coordinate(s) pelvis_tilt",
+    # predict takes the model from the checkpoint: the project's motion does not fit it
+    "predict": ["{motion_file}: no column for coordinate(s) pelvis_tilt",
                 "which the checkpoint {checkpoint} was trained on",
                 "are the motion and the checkpoint of the same model?"],
-    "compare": ["arm26.osim: the model arm26 (6 muscles, 2 unlocked coordinates) is not the one the checkpoint "
+    "compare": ["{model_file}: the model {model_name} ({n_muscles} muscles, {n_coordinates} unlocked coordinates) "
+                "is not the one the checkpoint "
                 "{checkpoint} was trained on (Scaled_Model: 18 muscles, 10 coordinates)"],
 }
 
@@ -665,6 +770,9 @@ def test_checkpoint_of_another_model(trained_arm26, checkpoints, capfd, command)
     shutil.copy(checkpoints["other_model"], trained_arm26.checkpoint)
     fragments = [fragment.replace("{checkpoint}", str(trained_arm26.checkpoint))
                  for fragment in OTHER_MODEL_CHECKPOINT[command]]
+    if command == "predict" and trained_arm26.spec.name == "builtin":
+        # the built-in motion's coordinates are some of gait10dof18musc's: the others are missing
+        fragments[-1] = "give a motion of that model, or the checkpoint trained on this motion's model"
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command, loads=False), *fragments)
 
 
@@ -730,7 +838,8 @@ def test_good_inputs_pass_every_check(trained_arm26, capfd, command):
     """
     if command == "predict":
         assert cli.main(trained_arm26.argv(command)) == 0, capfd.readouterr().err
-        assert (trained_arm26.out / "arm26_InverseKinematics_forces.sto").is_file()
+        written = sorted(p.name for p in trained_arm26.out.iterdir())
+        assert len(written) == 3 and written[1].endswith("_forces.sto"), written  # named after the trial
         return
     with pytest.raises(AssertionError, match="ran: input checks must come before any long work"):
         cli.main(trained_arm26.argv(command))
@@ -748,4 +857,4 @@ def test_inspect_good_model_prints_json(arm26, capfd):
     assert cli.main(arm26.inspect("--json")) == 0
     captured = capfd.readouterr()
     report = json.loads(captured.out)  # OpenSim's console messages stay off stdout
-    assert report["model"]["n_muscles"] == 6
+    assert report["model"]["n_muscles"] == arm26.spec.n_muscles

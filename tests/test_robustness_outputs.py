@@ -23,7 +23,9 @@ from opensim_pinn.errors import InputError
 from opensim_pinn.outputs import OutputFolder
 from opensim_pinn.storage import StorageTable, read_storage, write_storage
 
-SHARED_ARM26 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arm26"
+from shared_cases import SHARED_DATA
+
+SHARED_ARM26 = SHARED_DATA / "arm26"
 NAMES = ["walk_forces.sto", "walk_activations.sto", "timing.json"]
 
 

@@ -22,10 +22,11 @@ import torch
 from opensim_pinn import cli
 from opensim_pinn.snapshots import LOCK_FILE, RESUME_FILE
 
+from shared_cases import SHARED_DATA
 from test_robustness_inputs import assert_refused as assert_one_line_refusal
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ARM26 = ROOT.parent / "shared" / "data" / "arm26"
+SHARED_ARM26 = SHARED_DATA / "arm26"
 EPOCHS = 600
 SNAPSHOT_EVERY = 25
 KILL_AFTER_EPOCHS = 50
