@@ -13,8 +13,6 @@ inputs); ``test_predict_compare.py`` predicts it with a checkpoint.
 from __future__ import annotations
 
 import os
-import shutil
-from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ import torch
 from opensim_pinn.errors import InputError
 from opensim_pinn.external_loads import read_external_loads
 from opensim_pinn.storage import StorageTable, read_storage, write_storage
+from shared_cases import renamed_two_foot_loads
 
 pytest.importorskip("opensim")
 
@@ -81,6 +80,18 @@ def test_renamed_force_predicts_the_same(demo, original, tmp_path):
     renamed = _loads_copy(demo, "renamed_grf.xml", lambda text: text.replace('name="right_foot"',
                                                                              'name="externalforce_right"'))
     np.testing.assert_array_equal(_predicted(demo, renamed, tmp_path / "renamed"), original)  # same inputs, bits
+
+
+def test_trial_forces_in_another_order_are_taken_in_the_checkpoint_order(demo):
+    from dataclasses import replace
+
+    from opensim_pinn.trainer import Trainer
+    from opensim_pinn.trial import load_kinematics
+
+    trainer = Trainer.load(demo["checkpoint"])
+    kinematics = load_kinematics(trainer.info, demo["motion"], demo["external_loads"], lowpass=trainer.lowpass)
+    shuffled = replace(kinematics, grf_labels=kinematics.grf_labels[::-1], grf=kinematics.grf[:, ::-1])
+    np.testing.assert_array_equal(trainer.predict(shuffled), trainer.predict(kinematics))
 
 
 def test_force_split_over_two_plates_in_another_order_predicts_the_same(demo, original, tmp_path):
@@ -159,25 +170,9 @@ def test_renamed_and_reordered_two_foot_loads_give_the_same_features(shared_data
     folder = shared_data / "gait10dof18musc"
     bodies = ["pelvis", "femur_r", "tibia_r", "talus_r", "calcn_r", "toes_r",
               "femur_l", "tibia_l", "talus_l", "calcn_l", "toes_l", "torso"]
-    renamed = reordered_two_foot_loads(folder, tmp_path)
+    renamed = renamed_two_foot_loads(folder, tmp_path)
     given = read_external_loads(folder / "subject01_walk_grf.xml", bodies)
     copy = read_external_loads(renamed, bodies)
     assert given.labels == copy.labels == [f"calcn_{side}/ground/f{axis}" for side in "lr" for axis in "xyz"]
     time = given.table.time[100:200]
     np.testing.assert_array_equal(copy.forces_at(time), given.forces_at(time))
-
-
-def reordered_two_foot_loads(folder, out):
-    """A copy of gait10dof18musc's loads file in ``out``: forces renamed 'externalforce_right'/'_left', the
-    left one first (the data file copied next to it)."""
-    tree = ElementTree.parse(folder / "subject01_walk_grf.xml")
-    objects = tree.getroot().find("ExternalLoads/objects")
-    right, left = objects.findall("ExternalForce")
-    right.set("name", "externalforce_right")
-    left.set("name", "externalforce_left")
-    objects.remove(right)
-    objects.append(right)  # now after the left one
-    path = out / "renamed_grf.xml"
-    tree.write(path, encoding="UTF-8", xml_declaration=True)
-    shutil.copy(folder / "subject01_walk_grf.mot", out / "subject01_walk_grf.mot")
-    return path
