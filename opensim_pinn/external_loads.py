@@ -87,9 +87,9 @@ def _describe(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f"{body} (force expressed in {frame})" for body, frame in pairs)
 
 
-def legacy_feature_labels(path: str | Path) -> dict[str, str]:
-    """``<force name>_f<axis>`` (how opensim-pinn 0.x named GRF features) -> :func:`feature_label`, from the
-    ExternalLoads file that the features came from."""
+def _legacy_feature_labels(path: str | Path) -> dict[str, str]:
+    """``<force name>_f<axis>`` (how earlier checkpoints named GRF features) -> :func:`feature_label`,
+    from the ExternalLoads file that the features came from."""
     mapping = {}
     for force in _enabled_forces(parse_external_loads(Path(path))):
         body = (force.findtext("applied_to_body") or "").strip()
@@ -97,6 +97,46 @@ def legacy_feature_labels(path: str | Path) -> dict[str, str]:
         for axis in "xyz":
             mapping[f"{force.get('name', 'force')}_f{axis}"] = feature_label(body, frame, axis)
     return mapping
+
+
+def check_same_loads(trials) -> None:
+    """Raise :class:`InputError` unless every trial (Kinematics or Trial) has loads on the same bodies and
+    frames as the first (or none, like the first)."""
+    first = trials[0]
+    for trial in trials[1:]:
+        if list(trial.grf_labels) != list(first.grf_labels):
+            on = [loads_description(t.grf_labels) if t.grf_labels else "no body" for t in (trial, first)]
+            raise InputError(f"trial {trial.name}: its external loads act on {on[0]}, trial {first.name}'s on "
+                             f"{on[1]}; give every trial loads on the same bodies (or none)")
+
+
+def labels_by_body(labels: list[str], trials: list[dict], checkpoint: Path) -> list[str]:
+    """GRF feature labels by body and frame (:func:`feature_label`) of a checkpoint.
+
+    Checkpoints written before GRF features were matched by body name them
+    ``<ExternalForce name>_f<axis>``: their training loads files (named in the
+    checkpoint) tell the bodies. Without those files the checkpoint is refused.
+    """
+    if all("/" in label for label in labels):
+        return labels
+    mapping, files = {}, []
+    for settings in trials:
+        loads = settings.get("external_loads")
+        if not loads:
+            continue
+        files.append(str(loads))
+        if Path(loads).is_file():
+            try:
+                mapping.update(_legacy_feature_labels(loads))
+            except InputError:  # no longer an ExternalLoads file
+                continue
+    upgraded = [mapping.get(label) for label in labels]
+    if None in upgraded or len(set(upgraded)) != len(upgraded):
+        raise InputError(f"{checkpoint}: an older opensim-pinn wrote this checkpoint, naming its ground reaction "
+                         f"force inputs after the ExternalForces ({', '.join(labels[:6])}), and its training loads "
+                         f"file ({', '.join(dict.fromkeys(files)) or 'none recorded'}) is not there to tell their "
+                         "bodies: train it again with 'opensim-pinn train'")
+    return upgraded
 
 
 def loads_datafile(path: str | Path, loads=None) -> Path:

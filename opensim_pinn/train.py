@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .external_loads import check_same_loads
 from .network import NetworkConfig
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
-from .trainer import DEFAULT_EPOCHS, TrainConfig, Trainer, check_device, check_same_loads
+from .trainer import DEFAULT_EPOCHS, TrainConfig, Trainer, check_device
 
 TRAIN_OUTPUTS = ("checkpoint.pt", "history.csv")
 """What :func:`train_network` writes into its output folder."""

@@ -65,7 +65,7 @@ import torch
 
 from . import __version__
 from .errors import InputError, first_line
-from .external_loads import legacy_feature_labels, loads_description, loads_mismatch
+from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -520,7 +520,7 @@ class Trainer:
             reason = first_line(error, type(error).__name__)
             raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
                              "with 'opensim-pinn train'") from None
-        trainer.grf_labels = _by_body(trainer.grf_labels, trainer.trial_settings, path)
+        trainer.grf_labels = labels_by_body(trainer.grf_labels, trainer.trial_settings, path)
         trainer.config.device = str(torch_device)
         trainer.network.to(torch_device)
         return trainer
@@ -638,46 +638,6 @@ class Trainer:
         if mismatch:
             raise InputError(f"the external loads do not match the checkpoint's: {mismatch}; give loads on the "
                              f"bodies the network was trained with ({loads_description(self.grf_labels)})")
-
-
-def check_same_loads(trials) -> None:
-    """Raise :class:`InputError` unless every trial (Kinematics or Trial) has loads on the same bodies and
-    frames as the first (or none, like the first)."""
-    first = trials[0]
-    for trial in trials[1:]:
-        if list(trial.grf_labels) != list(first.grf_labels):
-            on = [loads_description(t.grf_labels) if t.grf_labels else "no body" for t in (trial, first)]
-            raise InputError(f"trial {trial.name}: its external loads act on {on[0]}, trial {first.name}'s on "
-                             f"{on[1]}; give every trial loads on the same bodies (or none)")
-
-
-def _by_body(labels: list[str], trials: list[dict], checkpoint: Path) -> list[str]:
-    """GRF feature labels by body and frame (:func:`~opensim_pinn.external_loads.feature_label`).
-
-    Checkpoints written before GRF features were matched by body name them
-    ``<ExternalForce name>_f<axis>``: their training loads files (named in the
-    checkpoint) tell the bodies. Without those files the checkpoint is refused.
-    """
-    if all("/" in label for label in labels):
-        return labels
-    mapping, files = {}, []
-    for settings in trials:
-        loads = settings.get("external_loads")
-        if not loads:
-            continue
-        files.append(str(loads))
-        if Path(loads).is_file():
-            try:
-                mapping.update(legacy_feature_labels(loads))
-            except InputError:  # no longer an ExternalLoads file
-                continue
-    upgraded = [mapping.get(label) for label in labels]
-    if None in upgraded or len(set(upgraded)) != len(upgraded):
-        raise InputError(f"{checkpoint}: an older opensim-pinn wrote this checkpoint, naming its ground reaction "
-                         f"force inputs after the ExternalForces ({', '.join(labels[:6])}), and its training loads "
-                         f"file ({', '.join(dict.fromkeys(files)) or 'none recorded'}) is not there to tell their "
-                         "bodies: train it again with 'opensim-pinn train'")
-    return upgraded
 
 
 def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,
