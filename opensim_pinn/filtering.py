@@ -7,7 +7,8 @@ and inverse-dynamics forces here are the ones Static Optimization balances:
 1. pad the signal with half its length at each end (reflected and negated,
    ``Signal::Pad``);
 2. if the sampling is irregular, resample at the smallest time step with a
-   natural quintic spline (``Storage::resample``);
+   natural quintic spline (``Storage::resample``; at most 100,000 samples: a
+   smaller step is widened, as OpenSim does for RRA's variable-step output);
 3. low-pass filter with a 3rd-order Butterworth IIR run forwards and backwards
    (``Signal::LowpassIIR``);
 4. fit natural quintic splines (``GCVSplineSet(5, ...)``): speeds are the
@@ -22,6 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import make_interp_spline
+
+MAX_RESAMPLE_SIZE = 100_000
+"""Most samples ``Storage::resample`` makes: a smaller step is widened to span / this."""
+
 
 def pad(values: np.ndarray, n_pad: int) -> np.ndarray:
     """Extend ``values`` (n_samples, ...) by ``n_pad`` reflected-and-negated samples at each end."""
@@ -59,6 +64,8 @@ def lowpass_iir(time: np.ndarray, values: np.ndarray, cutoff: float) -> tuple[np
     steps = np.diff(time)
     step = steps.min()
     if (time[-1] - time[0]) / (len(time) - 1) - step > np.finfo(float).eps:
+        if (time[-1] - time[0]) / step > MAX_RESAMPLE_SIZE:  # Storage::resample's cap (RRA's output needs it)
+            step = (time[-1] - time[0]) / MAX_RESAMPLE_SIZE
         grid = []
         t = time[0]
         while t <= time[-1]:  # accumulated like OpenSim's resample, for identical times
@@ -116,9 +123,12 @@ def filtered_kinematics(time: np.ndarray, q: np.ndarray, cutoff: float | None
 
 def frame_indices(time: np.ndarray, start: float, end: float, step_interval: int = 1) -> np.ndarray:
     """Rows analysed by an OpenSim tool for ``[start, end]``: from the last time <= start
-    to the last time <= end (``Storage::findIndex``), every ``step_interval``-th row, and
-    the last row always (AnalyzeTool records the final time too)."""
+    to the last time <= end (``Storage::findIndex``); between them, the rows whose index is a
+    multiple of ``step_interval`` (an analysis's ``proceed(step)``: the index counts from the
+    first row of the padded, resampled coordinates, not from ``start``); the first and last
+    rows always (AnalyzeTool records the initial and final times too)."""
     first = max(int(np.searchsorted(time, start + 1e-12, side="right")) - 1, 0)
     last = max(int(np.searchsorted(time, end + 1e-12, side="right")) - 1, 0)
-    rows = np.arange(first, last + 1, step_interval)
-    return rows if rows[-1] == last else np.append(rows, last)
+    inner = np.arange(first + 1, last)
+    rows = np.concatenate([[first], inner[inner % step_interval == 0], [last] if last > first else []])
+    return rows.astype(int)

@@ -7,6 +7,22 @@ in the header; older files (OpenSim 2/3) write ``datacolumns``/``datarows``.
 Both are read. Values are returned exactly as stored: :func:`to_radians`
 converts rotational columns when the header says ``inDegrees=yes``.
 
+Every file that OpenSim's own readers read is read, with the numbers OpenSim's
+tools see (checked against ``opensim.Storage`` on the quirky files of OpenSim's
+model collection):
+
+- header counts (``nRows``, ``nColumns``, ``datarows``, ``datacolumns``) that
+  disagree with the data: the data are read, as ``opensim.TimeSeriesTable``
+  does, with a warning;
+- repeated time stamps (RRA's adjusted kinematics repeat the last one): the last
+  row of each repeated time is kept, as ``opensim.Storage`` (which AnalyzeTool,
+  inverse dynamics and ExternalLoads read with) keeps it, with a warning;
+- a label that appears more than once: read; :meth:`StorageTable.column_index`
+  refuses it where the column is needed and its copies differ.
+
+Still refused, as OpenSim's tools cannot use them: ragged rows, non-numbers,
+NaN/inf, and time going backwards.
+
 Examples
 --------
 >>> table = read_storage("subject01_walk_IK.mot")            # doctest: +SKIP
@@ -16,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -32,6 +49,9 @@ _PLAIN_NUMBERS = re.compile(r"[0-9eE+\-.\s]*")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity|1\.#(?:qnan|snan|ind|inf)\d*)(?:\(\w*\))?", re.IGNORECASE)
 _WRITTEN_KEYS = {"version", "nrows", "ncolumns", "indegrees", "datarows", "datacolumns"}
+_SHOWN_TIMES = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +63,8 @@ class StorageTable:
     name : str
         First header line (OpenSim's table name).
     labels : list of str
-        Column labels, without ``time``; shape ``(n_columns,)``.
+        Column labels, without ``time``; shape ``(n_columns,)``. A label may
+        appear twice in a file read (use :meth:`column_index`).
     time : ndarray, shape (n_frames,)
         Time in seconds, strictly increasing.
     data : ndarray, shape (n_frames, n_columns)
@@ -53,6 +74,8 @@ class StorageTable:
         header (no ``version`` line), which OpenSim always reads as degrees.
     comments : list of str
         Other header lines, kept for information.
+    source : str or None
+        The file it was read from (named in messages); not written.
     """
 
     name: str
@@ -61,14 +84,44 @@ class StorageTable:
     data: np.ndarray
     in_degrees: bool = False
     comments: list[str] = field(default_factory=list)
+    source: str | None = field(default=None, compare=False)
 
     @property
     def n_frames(self) -> int:
         return len(self.time)
 
     def column(self, label: str) -> np.ndarray:
-        """Values of one column, shape ``(n_frames,)``."""
-        return self.data[:, self.labels.index(label)]
+        """Values of one column, shape ``(n_frames,)`` (see :meth:`column_index`)."""
+        return self.data[:, self.column_index(label)]
+
+    def column_index(self, label: str, names: list[str] | None = None, *, needed_for: str = "") -> int:
+        """Column of :attr:`data` labelled ``label``.
+
+        ``names``: the labels to look ``label`` up in, one per column (default
+        :attr:`labels`; e.g. coordinate names of ``/jointset/.../value`` labels).
+        A label that appears more than once is fine when its columns hold the
+        same numbers (the first is used).
+
+        Raises
+        ------
+        KeyError
+            No column has that label.
+        InputError
+            The label appears more than once with different numbers: the column
+            is ambiguous (``needed_for`` says what needs it, in the message).
+        """
+        names = self.labels if names is None else names
+        where = [i for i, name in enumerate(names) if name == label]
+        if not where:
+            raise KeyError(label)
+        first = where[0]
+        if any(not np.array_equal(self.data[:, first], self.data[:, i]) for i in where[1:]):
+            numbers = ", ".join(str(i + 2) for i in where)  # file columns, time is column 1
+            need = f" {needed_for} needs it," if needed_for else ""
+            raise InputError(f"{self.source or self.name}: column {one_line(label)} appears {len(where)} times "
+                             f"(columns {numbers}, time is column 1) with different values;{need} so it is "
+                             "ambiguous: rename or remove the copies that are not meant")
+        return first
 
 
 def read_storage(path: str | os.PathLike) -> StorageTable:
@@ -76,14 +129,16 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
 
     Line endings may be LF, CRLF (Windows) or CR; the text may be UTF-8 (with or
     without a byte-order mark), UTF-16 with a byte-order mark, or Latin-1.
+    Header counts that disagree with the data and repeated time stamps are read
+    as OpenSim reads them, with one warning each (see the module docstring);
+    repeated labels are read (debug message).
 
     Raises
     ------
     InputError
         With a one-line message naming the file, when it is missing, unreadable,
-        not a Storage file, ragged, non-numeric, has NaN/inf values, disagrees
-        with its own ``nRows``/``nColumns``, or has non-increasing times. No
-        other exception comes out of this function for any file content.
+        not a Storage file, ragged, non-numeric, has NaN/inf values, or time goes
+        backwards. No other exception comes out of this function for any file content.
     """
     path = Path(path)
     text = _decode(path, read_input_file(path, "Storage file"))
@@ -107,30 +162,50 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
     if "" in labels:
         raise InputError(f"{path}: column {labels.index('') + 1} has no label (line {body[0][0]}); "
                          "fix the line of column labels")
-    if len(set(labels)) != len(labels):
-        duplicate = next(label for label in labels if labels.count(label) > 1)
-        raise InputError(f"{path}: column {one_line(duplicate)} appears twice; rename or remove one")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:  # OpenSim reads them; a column that is needed is checked where it is used
+        log.debug("%s: column labels appearing more than once: %s", path, ", ".join(repeated))
     values = _parse_rows(path, body[1:], labels)
-    _check_counts(path, keys, values.shape)
     if values.shape[0] == 0:
         raise InputError(f"{path}: the file has no data rows; it is empty or truncated")
+    counts = _count_notes(keys, values.shape)
+    if counts:
+        log.warning("%s: %s", path, "; ".join(counts))
     if not np.all(np.isfinite(values)):
         row, col = np.argwhere(~np.isfinite(values))[0]
         raise InputError(f"{path}: column {one_line(labels[col])} has a NaN or infinite value at row "
                          f"{row + 1} (line {body[row + 1][0]}); fill the gap or cut the time range")
-    time = values[:, 0]
-    steps = np.diff(time)
-    if np.any(steps <= 0):
-        row = int(np.argmax(steps <= 0)) + 1
-        raise InputError(f"{path}: time is not strictly increasing at row {row + 1} "
-                         f"(t = {time[row]:.10g} after {time[row - 1]:.10g}, line {body[row + 1][0]}); "
-                         "remove duplicate rows or sort the file by time")
+    values = _without_repeated_times(path, values, [number for number, _ in body[1:]])
     # OpenSim reads a file without a 'version' line (OpenSim 3 / SIMM) as degrees, whatever it says.
     in_degrees = "version" not in keys or keys.get("indegrees", "no").lower() in ("yes", "true", "1")
     name = header[0] if header and "=" not in header[0] else path.stem
     name = name[5:].strip() if name.startswith("name ") else name
-    return StorageTable(name=name, labels=labels[1:], time=time, data=values[:, 1:],
-                        in_degrees=in_degrees, comments=[h for h in header[1:] if h])
+    return StorageTable(name=name, labels=labels[1:], time=values[:, 0], data=values[:, 1:],
+                        in_degrees=in_degrees, comments=[h for h in header[1:] if h], source=str(path))
+
+
+def _without_repeated_times(path: Path, values: np.ndarray, line_numbers: list[int]) -> np.ndarray:
+    """The rows of ``values`` (n_rows, 1 + n_columns) with the last row of each repeated time only.
+
+    That is what ``opensim.Storage`` keeps (a row at the time of the previous one
+    replaces it), and so what OpenSim's tools analyse; one warning names the times.
+    Time going backwards is refused (OpenSim's tools cannot use such a file).
+    """
+    time = values[:, 0]
+    steps = np.diff(time)
+    if np.any(steps < 0):
+        row = int(np.argmax(steps < 0)) + 1
+        raise InputError(f"{path}: time is not strictly increasing at row {row + 1} "
+                         f"(t = {time[row]:.10g} after {time[row - 1]:.10g}, line {line_numbers[row]}): it goes "
+                         "back; sort the file by time or remove the rows out of order")
+    if not np.any(steps == 0):
+        return values
+    keep = np.append(steps != 0, True)  # the last row of each run of equal times
+    times = np.unique(time[:-1][steps == 0])
+    shown = ", ".join(f"{t:.10g}" for t in times[:_SHOWN_TIMES]) + (" ..." if len(times) > _SHOWN_TIMES else "")
+    log.warning("%s: time stamps repeated at t = %s s (%d row(s) dropped); kept the last row at each repeated "
+                "time, as OpenSim's Storage (and so its tools) does", path, shown, int(np.sum(~keep)))
+    return values[keep]
 
 
 def write_storage(path: str | os.PathLike, table: StorageTable) -> None:
@@ -282,20 +357,32 @@ def _header_keys(header: list[str]) -> dict[str, str]:
     return keys
 
 
-def _check_counts(path: Path, keys: dict[str, str], shape: tuple[int, int]) -> None:
+def _count_notes(keys: dict[str, str], shape: tuple[int, int]) -> list[str]:
+    """What the header's row/column counts get wrong about the data (``shape``: rows, columns with time).
+
+    The data win, as in ``opensim.TimeSeriesTable`` (``opensim.Storage`` would stop
+    after ``nRows`` rows, or split the rows by ``nColumns``).
+    """
     n_rows, n_columns = shape
+    notes = []
     for key, actual in (("nrows", n_rows), ("datarows", n_rows),
                         ("ncolumns", n_columns), ("datacolumns", n_columns)):
-        if key in keys:
-            try:
-                stated = int(keys[key])
-            except ValueError:
-                raise InputError(f"{path}: header {key}={one_line(keys[key])} is not a whole number; "
-                                 "fix or remove that header line") from None
-            if stated != actual:
-                what = "data rows" if key.endswith("rows") else "columns (time included)"
-                raise InputError(f"{path}: header says {key}={stated} but the file has {actual} {what}; "
-                                 "the file is truncated or was edited by hand: fix the header or the data")
+        if key not in keys:
+            continue
+        rows = key.endswith("rows")
+        what = f"{actual} data rows" if rows else f"{actual} columns (time included)"
+        try:
+            stated = int(keys[key])
+        except ValueError:
+            notes.append(f"header {key}={one_line(keys[key])} is not a whole number; ignored, read {what}")
+            continue
+        if stated != actual:
+            note = (f"header says {key}={stated} but the file has {what}; read them all, as OpenSim's "
+                    "TimeSeriesTable does")
+            if rows and stated < actual:
+                note += f" (OpenSim's Storage reads only the first {max(stated, 0)})"
+            notes.append(note)
+    return notes
 
 
 __all__ = ["StorageTable", "read_storage", "write_storage", "to_radians"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .external_loads import check_same_loads
 from .network import NetworkConfig
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .trainer import DEFAULT_EPOCHS, TrainConfig, Trainer, check_device
@@ -155,6 +156,7 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     trial_files = list(zip(settings["motions"], settings["external_loads"]))
     checked = [load_kinematics(info, motion, loads, **window)  # every input checked before the long work
                for motion, loads in trial_files]
+    check_same_loads(checked)
     trials = []
     for (motion, loads), kinematics in zip(trial_files, checked):
         trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,

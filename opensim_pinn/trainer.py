@@ -65,6 +65,7 @@ import torch
 
 from . import __version__
 from .errors import InputError, first_line
+from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -397,9 +398,18 @@ class Trainer:
         return self.activations(self.features(kinematics)).cpu().numpy().astype(float)
 
     def features(self, kinematics) -> torch.Tensor:
-        """Normalised network input of a trial, (n_frames, n_features), on the network's device."""
+        """Normalised network input of a trial, (n_frames, n_features), on the network's device.
+
+        The trial's GRF components are taken in the network's order (they are matched by body and
+        frame, see :mod:`opensim_pinn.external_loads`; :meth:`check_kinematics` checks them).
+        """
         device = next(self.network.parameters()).device
-        return torch.as_tensor(self._normalize(trial_features(kinematics)), dtype=torch.float32, device=device)
+        labels = list(kinematics.grf_labels)
+        features = trial_features(kinematics)
+        if labels != self.grf_labels and set(labels) == set(self.grf_labels):
+            grf = kinematics.grf[:, [labels.index(label) for label in self.grf_labels]]
+            features = np.concatenate([features[:, :3 * len(self.coordinates)], grf], axis=1)
+        return torch.as_tensor(self._normalize(features), dtype=torch.float32, device=device)
 
     def activations(self, features: torch.Tensor) -> torch.Tensor:
         """Activations (n_frames, n_muscles) from normalised features (in inference mode: no gradients).
@@ -510,6 +520,7 @@ class Trainer:
             reason = first_line(error, type(error).__name__)
             raise InputError(f"{path}: damaged or incompatible opensim-pinn checkpoint ({reason}); train it again "
                              "with 'opensim-pinn train'") from None
+        trainer.grf_labels = labels_by_body(trainer.grf_labels, trainer.trial_settings, path)
         trainer.config.device = str(torch_device)
         trainer.network.to(torch_device)
         return trainer
@@ -565,10 +576,7 @@ class Trainer:
             if list(trial.actuators) != self.actuators:
                 raise InputError(f"trial {trial.name}: actuators differ from trial {first.name}'s; "
                                  "train on trials prepared with the same reserves")
-            if list(trial.grf_labels) != self.grf_labels:
-                raise InputError(f"trial {trial.name}: ground reaction force columns {trial.grf_labels} differ "
-                                 f"from trial {first.name}'s {self.grf_labels}; give every trial the same kind "
-                                 "of external loads (or none)")
+        check_same_loads(trials)
         self.trial_settings = [dict(t.settings) for t in trials]
         self.state_variables = list(info.state_variables) or None  # for states files
         lowpass = {t.settings.get("lowpass") for t in trials}
@@ -621,14 +629,15 @@ class Trainer:
             raise InputError(f"the motion's coordinates {kinematics.coordinates} are not the checkpoint's "
                              f"{self.coordinates}")
         labels = list(kinematics.grf_labels)
-        if labels != self.grf_labels:
-            if self.grf_labels and not labels:
-                raise InputError("the network was trained with ground reaction forces; give the trial's "
-                                 "--external-loads")
-            if labels and not self.grf_labels:
-                raise InputError("the network was trained without external loads; leave out --external-loads")
-            raise InputError(f"the external loads give forces {labels}, the network was trained with "
-                             f"{self.grf_labels}")
+        if self.grf_labels and not labels:
+            raise InputError("the network was trained with ground reaction forces; give the trial's "
+                             "--external-loads")
+        if labels and not self.grf_labels:
+            raise InputError("the network was trained without external loads; leave out --external-loads")
+        mismatch = loads_mismatch(labels, self.grf_labels)
+        if mismatch:
+            raise InputError(f"the external loads do not match the checkpoint's: {mismatch}; give loads on the "
+                             f"bodies the network was trained with ({loads_description(self.grf_labels)})")
 
 
 def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,

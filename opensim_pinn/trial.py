@@ -28,7 +28,7 @@ from .errors import InputError, one_line, parse_xml, read_input_file
 from .external_loads import loads_datafile, read_external_loads
 from .filtering import filtered_kinematics, frame_indices
 from .osim import ModelInfo, generalized_forces, model_info, model_info_from_dict
-from .storage import read_storage, to_radians, write_atomically
+from .storage import StorageTable, read_storage, to_radians, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ DEFAULT_LOWPASS_HZ = 6.0
 
 MODEL_INFO_FORMAT = 2
 """Version of the cached model descriptions (2: with the model's state variable names)."""
+
+TRIAL_FORMAT = 2
+"""Version of the cached trials (2: ground reaction forces labelled by body and frame)."""
 
 MIN_FRAMES = 6
 """Fewest motion rows that a quintic spline (and so the differentiation) needs."""
@@ -129,7 +132,7 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
     """
     motion = Path(motion)
     table = read_storage(motion)
-    columns = _match_coordinates(table.labels, info, motion, checkpoint)
+    columns = _match_coordinates(table, info, motion, checkpoint)
     q = to_radians(table, info.rotational)[:, columns]
     _check_angles(q, info, motion, table.in_degrees)
     if table.n_frames < MIN_FRAMES:
@@ -289,7 +292,7 @@ def _cache_key(settings: TrialSettings) -> str:
     digest = hashlib.sha256(file_digest(settings.model, settings.motion, settings.external_loads,
                                         loads_data, reserves).encode())
     digest.update(json.dumps([settings.reserves == "auto", settings.start, settings.end,
-                              settings.lowpass, settings.step_interval, __version__]).encode())
+                              settings.lowpass, settings.step_interval, __version__, TRIAL_FORMAT]).encode())
     return digest.hexdigest()[:24]
 
 
@@ -309,10 +312,13 @@ def _with_locked(info: ModelInfo, kinematics: Kinematics):
     return (names, *arrays)
 
 
-def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path,
+def _match_coordinates(table: StorageTable, info: ModelInfo, motion: Path,
                        checkpoint: str | Path | None = None) -> list[int]:
-    """Column of each unlocked model coordinate in the motion (plain or ``/jointset/.../value`` labels)."""
-    short = [label.split("/")[-2] if label.endswith("/value") else label for label in labels]
+    """Column of each unlocked model coordinate in the motion (plain or ``/jointset/.../value`` labels).
+
+    A coordinate whose label appears more than once, with different values, is refused (ambiguous).
+    """
+    short = [label.split("/")[-2] if label.endswith("/value") else label for label in table.labels]
     wanted = [c.name for c in info.free_coordinates]
     missing = [name for name in wanted if name not in short]
     if missing:
@@ -327,11 +333,13 @@ def _match_coordinates(labels: list[str], info: ModelInfo, motion: Path,
         hint = "" if known else f" (no column matches a coordinate of this model: {question})"
         raise InputError(f"{motion}: no column for coordinate(s) {', '.join(missing[:12])}"
                          f"{' ...' if len(missing) > 12 else ''} of {model}{hint}; {fix}")
-    extra = [label for label in short if label not in {c.name for c in info.coordinates}]
+    columns = [table.column_index(name, short, needed_for=f"coordinate {name} of model {info.name}")
+               for name in wanted]
+    extra = [label for label in dict.fromkeys(short) if label not in {c.name for c in info.coordinates}]
     if extra:
         log.warning("%s: ignoring columns that are not coordinates of %s: %s", motion, info.name,
                     ", ".join(extra[:8]))
-    return [short.index(name) for name in wanted]
+    return columns
 
 
 ANGLE_LIMIT = 4 * np.pi

@@ -104,6 +104,24 @@ def test_lowpass_iir_matches_storage_irregular():
     np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
 
 
+def test_lowpass_iir_caps_the_resampling_like_storage():
+    """One tiny step (5 microseconds, like RRA's variable-step output): OpenSim resamples at
+    span / 100,000 instead of the smallest step."""
+    time = np.concatenate([np.arange(50) * 0.02, [0.98 + 5e-6], np.arange(50, 100) * 0.02 + 0.01])
+    values = _signal(time)
+    storage = _storage(time, values)
+    storage.lowpassIIR(CUTOFF_HZ)
+    expected_time, expected = _arrays(storage)
+    got_time, got = filtering.lowpass_iir(time, values, CUTOFF_HZ)
+    assert len(got_time) == len(expected_time)
+    assert abs(len(got_time) - filtering.MAX_RESAMPLE_SIZE) <= 1, "(accumulated steps may stop one short)"
+    # s; times accumulated alike, as in the irregular test above (here over 1e5 additions).
+    np.testing.assert_allclose(got_time, expected_time, rtol=0, atol=1e-12)
+    # rad; natural quintic vs GCVSpline, two solvers of an interpolation system made
+    # ill-conditioned by the 5 us step among 20 ms ones: measured 1.1e-7 (6e-6 degrees).
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 def test_natural_quintic_matches_gcvsplineset(order):
     time, values = _irregular()
@@ -210,8 +228,11 @@ def test_frame_indices_bounds_follow_storage_find_index(value):
 def test_frame_indices_step_and_final_row():
     np.testing.assert_array_equal(filtering.frame_indices(TIMES, 0.0, 0.1), np.arange(11))
     np.testing.assert_array_equal(filtering.frame_indices(TIMES, 0.015, 0.085, 1), [1, 2, 3, 4, 5, 6, 7, 8])
-    # step 3 from row 1 to row 8: rows 1, 4, 7, and the final row 8 is always recorded
-    np.testing.assert_array_equal(filtering.frame_indices(TIMES, 0.015, 0.085, 3), [1, 4, 7, 8])
+    # step 3 from row 1 to row 8: the first row, the rows whose index is a multiple of 3
+    # (OpenSim's analyses count steps from the start of the coordinates, not from the first
+    # analysed row: AnalyzeTool on RRA's kinematics, padded, first row 68853, step 10, records
+    # 68853, 68860, 68870, ...), and the final row 8
+    np.testing.assert_array_equal(filtering.frame_indices(TIMES, 0.015, 0.085, 3), [1, 3, 6, 8])
     # a step that lands exactly on the final row does not repeat it
     np.testing.assert_array_equal(filtering.frame_indices(TIMES, 0.0, 0.1, 5), [0, 5, 10])
     # times given in decimal that are 1 ulp below a sample still select it (1e-12 s slack)

@@ -21,6 +21,7 @@ import pytest
 
 from opensim_pinn.errors import InputError
 from opensim_pinn.storage import read_storage
+from shared_cases import renamed_two_foot_loads
 
 SHORT_EPOCHS = 150  # enough for the files to be meaningful; accuracy is test_train_shared's job
 START, END = 0.5, 1.5  # a 61-frame piece of the walk (gait10dof18musc, 60 Hz) keeps OpenSim's runs short
@@ -218,6 +219,19 @@ def test_predict_input_errors(run, files, tmp_path):
                 start=START, end=files["end"])
     predict(run["checkpoint"], files["motion"], files["external_loads"], out=run["root"] / "predict",
             start=START, end=files["end"], force=True)
+
+
+def test_renamed_and_reordered_loads_predict_the_same(run, files, shared_data, tmp_path):
+    """The checkpoint was trained with subject01_walk_grf.xml ('right', 'left'); a copy naming them
+    'externalforce_left' (first) and 'externalforce_right' acts on the same bodies: the same predictions."""
+    from opensim_pinn.predict import predict
+
+    renamed = renamed_two_foot_loads(shared_data / CASE, tmp_path)
+    predict(run["checkpoint"], files["motion"], str(renamed), out=tmp_path / "renamed", start=START, end=END)
+    name = "subject01_walk_activations.sto"
+    # The same network inputs (matched by body and frame, taken in the checkpoint's order): the same bits.
+    np.testing.assert_array_equal(read_storage(tmp_path / "renamed" / name).data,
+                                  read_storage(run["root"] / "predict" / name).data)
 
 
 def test_compare_refuses_another_model(run, files, shared_data, tmp_path):

@@ -19,6 +19,7 @@ messages name the project's own files, coordinates and bodies through
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -108,7 +109,8 @@ class Spec:
                 "n_ragged": str(len(self.coordinates)), "end": self.end, "loads_data": self.loads_data,
                 "model_file": self.model, "motion_file": self.motion, "n_muscles": str(self.n_muscles),
                 "n_coordinates": str(len(self.coordinates)), "other_body": self.other_body,
-                "foreign_body": self.foreign_body, "foreign_coordinate": self.foreign_coordinate}
+                "foreign_body": self.foreign_body, "foreign_coordinate": self.foreign_coordinate,
+                "force_id": self.force_id}
 
 
 SPECS = {
@@ -387,6 +389,28 @@ def _too_short(case):
     case.motion.write_text("\n".join(lines[:start + 3]).replace(f"nRows={case.spec.n_rows}", "nRows=3") + "\n")
 
 
+def _repeated_coordinate(case):
+    """A second column of the last coordinate, with other values: which one is the coordinate?"""
+    lines = case.motion.read_text().splitlines()
+    start = lines.index("endheader") + 1
+    lines[start] += "\t" + case.spec.coordinates[-1]
+    for row in range(start + 1, len(lines)):
+        if lines[row].strip():
+            lines[row] += f"\t{row}"
+    case.motion.write_text("\n".join(lines) + "\n")
+
+
+def _repeated_unused_label(case):
+    """Two 'marker_x' columns with different values (an IK file with markers appended twice): not needed."""
+    lines = case.motion.read_text().splitlines()
+    start = lines.index("endheader") + 1
+    lines[start] += "\tmarker_x\tmarker_x"
+    for row in range(start + 1, len(lines)):
+        if lines[row].strip():
+            lines[row] += f"\t{row}\t{-row}"
+    case.motion.write_text("\n".join(lines) + "\n")
+
+
 def _motion_missing(case):
     case.motion.unlink()
 
@@ -404,12 +428,11 @@ MOTION_CASES = {
     "no_endheader": (_no_endheader, ["no 'endheader' line"]),
     "ragged": (_ragged, ["row 21 has {n_ragged} values but there are {n_columns} columns"]),
     "non_numeric": (_non_numeric, ["non-numeric value 'abc'", "{last}"]),
-    "n_rows": (_n_rows, ["nrows=150", "{n_rows} data rows"]),
-    "n_columns": (_n_columns, ["ncolumns=5", "{n_columns} columns"]),
     "nan": (_nan, ["NaN or infinite", "{col2}", "row 31"]),
     "inf": (_inf, ["NaN or infinite", "'-inf'"]),
-    "duplicate_time": (_duplicate_time, ["time is not strictly increasing at row 42"]),
-    "decreasing_time": (_decreasing_time, ["time is not strictly increasing at row 42"]),
+    "decreasing_time": (_decreasing_time, ["time is not strictly increasing at row 42", "it goes back"]),
+    "repeated_coordinate": (_repeated_coordinate, ["column '{last}' appears 2 times",
+                                                   "coordinate {last} of model {model_name} needs it"]),
     "wrong_columns": (_wrong_columns, ["no column for coordinate(s) {last} of model {model_name}"]),
     "other_model": (_other_model_motion, ["{coords}",
                                           "no column matches a coordinate of this model"]),
@@ -423,6 +446,30 @@ def test_bad_motion(trained_arm26, capfd, command, name):
     corrupt, fragments = MOTION_CASES[name]
     corrupt(trained_arm26)
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command), str(trained_arm26.motion), *fragments)
+
+
+ACCEPTED_MOTION_CASES = {
+    "n_rows": (_n_rows, "header says nrows=150 but the file has {n_rows} data rows"),
+    "n_columns": (_n_columns, "header says ncolumns=5 but the file has {n_columns} columns"),
+    "duplicate_time": (_duplicate_time, "time stamps repeated at t = "),
+    "repeated_unused_label": (_repeated_unused_label, "ignoring columns that are not coordinates of {model_name}: marker_x"),
+}
+"""Quirks that OpenSim reads (tests/test_storage_quirks.py): accepted, with one warning naming the motion."""
+
+
+@pytest.mark.parametrize("command, name", _params(COMMANDS, ACCEPTED_MOTION_CASES))
+def test_motion_quirks_that_opensim_reads_are_accepted(trained_arm26, capfd, caplog, command, name):
+    corrupt, warning = ACCEPTED_MOTION_CASES[name]
+    warning = trained_arm26.fill(warning)
+    corrupt(trained_arm26)
+    with caplog.at_level(logging.WARNING):
+        if command == "predict":
+            assert cli.main(trained_arm26.argv(command)) == 0, capfd.readouterr().err
+        else:  # every check passes: the first long step (mocked here) is reached
+            with pytest.raises(AssertionError, match="ran: input checks must come before any long work"):
+                cli.main(trained_arm26.argv(command))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and warning in r.getMessage()]
+    assert warnings and all(str(trained_arm26.motion) in w and "\n" not in w for w in warnings)
 
 
 @pytest.mark.parametrize("name", sorted(MOTION_CASES))
@@ -631,6 +678,14 @@ def _loads_data_short(case):
                                                 data=np.zeros((51, len(labels)))))
 
 
+def _loads_force_column_twice(case):
+    """A second force x column with other values: which one does the ExternalForce apply?"""
+    lines = case.loads_data.read_text().splitlines()
+    labels = lines.index("endheader") + 1
+    lines[labels] += f"\t{case.spec.force_id}x"
+    case.loads_data.write_text("\n".join(lines[:labels + 1] + [line + "\t1.5" for line in lines[labels + 1:]]) + "\n")
+
+
 LOADS_CASES = {
     "xml_missing": (lambda case: case.loads.unlink(), "loads", ["external loads file not found"]),
     "xml_malformed": (lambda case: case.loads.write_text(case.loads.read_text()[:300]), "loads",
@@ -656,6 +711,8 @@ LOADS_CASES = {
     "data_garbage": (_loads_data_garbage, "data", ["no 'endheader' line"]),
     "data_too_short": (_loads_data_short, "loads",
                        ["its data cover 0 to 0.5 s but the analysed window is 0 to {end} s"]),
+    "force_column_twice": (_loads_force_column_twice, "data",
+                           ["column '{force_id}x' appears 2 times", "ExternalForce '"]),
 }
 
 
@@ -678,6 +735,26 @@ def test_loads_given_to_a_network_trained_without(trained_arm26, checkpoints, ca
     shutil.copy(checkpoints["no_loads"], trained_arm26.checkpoint)
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command),
                            "trained without external loads", "leave out --external-loads")
+
+
+@pytest.mark.parametrize("command", TAKES_CHECKPOINT)
+def test_loads_on_another_body_than_training(trained_arm26, capfd, command):
+    """The checkpoint's loads act on the hand; these on the upper arm: refused, naming both."""
+    trained_arm26.edit(trained_arm26.loads, "r_ulna_radius_hand", "r_humerus")
+    assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command),
+                           "they act on r_humerus (forces expressed in ground)",
+                           "they leave out r_ulna_radius_hand (forces expressed in ground)")
+
+
+@pytest.mark.parametrize("command", TAKES_CHECKPOINT)
+def test_renamed_loads_are_the_same_loads(trained_arm26, capfd, command):
+    """The hand force under another ExternalForce name passes every check."""
+    trained_arm26.edit(trained_arm26.loads, 'name="hand"', 'name="externalforce_hand"')
+    if command == "predict":
+        assert cli.main(trained_arm26.argv(command)) == 0, capfd.readouterr().err
+    else:
+        with pytest.raises(AssertionError, match="ran: input checks must come before any long work"):
+            cli.main(trained_arm26.argv(command))
 
 
 # ---- checkpoints -----------------------------------------------------------------------
