@@ -31,7 +31,8 @@ Outputs (in OpenSim's formats):
   ``<coordinate>_residual``, what neither the muscles nor the actuators supply of
   the inverse-dynamics force (N m or N; 0 where an actuator acts on the
   coordinate); ``objective``, Static Optimization's objective (sum of squared
-  activations and controls) of the written solution; ``optimum``, the least
+  activations and controls) of the written solution, plus the residuals squared
+  (charged as reserves of 1 N m or N, as the training loss does); ``optimum``, the least
   objective (the project's exact SO solver on the same frame); ``gap`` =
   objective - optimum (0 at SO's answer); and ``control_head_error``, the RMS over
   actuators of the actuator head's controls minus the exact ones (what the file
@@ -189,10 +190,13 @@ def exact_controls(trainer, info, kinematics, activations: np.ndarray, head: np.
     trial, _ = prepare_trial(settings, info=info, kinematics=kinematics)
     targets = trainer.targets(trial)
     a = torch.as_tensor(activations, dtype=torch.float64)
+    loss = trainer.loss()
     with torch.no_grad():
-        controls, uncovered = trainer.loss().controls(a, targets)
+        controls, uncovered = loss.controls(a, targets)
     controls, uncovered = controls.numpy(), uncovered.numpy()
-    objective = (activations ** 2).sum(1) + (controls ** 2).sum(1)
+    # The network's loss per frame (dynamics + performance): SO's objective, plus what no actuator covers.
+    objective = ((activations ** 2).sum(1) + (controls ** 2).sum(1)
+                 + ((uncovered / loss.uncovered_reserve) ** 2).sum(1))
     try:  # refused when some coordinate has neither muscle nor actuator
         optimum_solution = fast_static_optimization(trial, info, trainer.muscle_model)
         optimum = (optimum_solution.activations ** 2).sum(1)

@@ -16,8 +16,7 @@ import numpy as np
 
 
 def joint_reaction(model: str, motion: str, external_loads: str | None, reserves: str | None, forces_file: str,
-                   joints: list[str], start: float, end: float, lowpass: float, step_interval: int
-                   ) -> dict[str, np.ndarray]:
+                   joints: list[str], start: float, end: float, lowpass: float) -> dict[str, np.ndarray]:
     """Reaction force magnitude (N) on each joint's child body, per analysed frame.
 
     Returns ``{"time": (n_frames,), joint: (n_frames,) ...}``; also ``"log"``, OpenSim's
@@ -53,7 +52,6 @@ def joint_reaction(model: str, motion: str, external_loads: str | None, reserves
         analysis.setForcesFileName(str(Path(forces_file).resolve()))
         analysis.setStartTime(float(start))
         analysis.setEndTime(float(end))
-        analysis.setStepInterval(int(step_interval))
         names = opensim.ArrayStr()
         for joint in joints:
             names.append(joint)
@@ -79,6 +77,57 @@ def joint_reaction(model: str, motion: str, external_loads: str | None, reserves
     return result
 
 
-def peak_reaction(result: dict[str, np.ndarray], joints: list[str]) -> float:
-    """The largest reaction force magnitude (N) over the frames and the given joints."""
-    return float(max(result[joint].max() for joint in joints))
+def opensim_so_forces(model: str, motion: str, external_loads: str | None, reserves: str | None, start: float,
+                      end: float, lowpass: float, step_interval: int) -> str:
+    """OpenSim Static Optimization's ``_StaticOptimization_force.sto``, as OpenSim wrote it (its text).
+
+    AnalyzeTool as :func:`opensim_pinn.static_opt.opensim_static_optimization` runs it
+    (activation exponent 2, muscle physiology on, the model's forces plus ``reserves``).
+    """
+    import opensim
+
+    from opensim_pinn.osim import quiet_opensim
+
+    quiet_opensim()
+    with tempfile.TemporaryDirectory(prefix="static_optimization_") as folder:
+        folder = Path(folder)
+        tool = opensim.AnalyzeTool()
+        tool.setName("trial")
+        tool.setModelFilename(str(Path(model).resolve()))
+        tool.setCoordinatesFileName(str(Path(motion).resolve()))
+        tool.setLowpassCutoffFrequency(float(lowpass))
+        tool.setInitialTime(float(start))
+        tool.setFinalTime(float(end))
+        tool.setReplaceForceSet(False)
+        files = opensim.ArrayStr()
+        if reserves:
+            files.append(str(Path(reserves).resolve()))
+        tool.setForceSetFiles(files)
+        if external_loads:
+            tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
+        tool.setResultsDir(str(folder / "results"))
+        analysis = opensim.StaticOptimization()
+        analysis.setStartTime(float(start))
+        analysis.setEndTime(float(end))
+        analysis.setUseModelForceSet(True)
+        analysis.setActivationExponent(2.0)
+        analysis.setUseMusclePhysiology(True)
+        analysis.setStepInterval(int(step_interval))
+        tool.getAnalysisSet().cloneAndAppend(analysis)
+        tool.printToXML(str(folder / "setup.xml"))
+        if not opensim.AnalyzeTool(str(folder / "setup.xml")).run():
+            raise RuntimeError("AnalyzeTool with StaticOptimization failed")
+        return (folder / "results" / "trial_StaticOptimization_force.sto").read_text()
+
+
+def peak_reaction(result: dict[str, np.ndarray], joints: list[str], times: np.ndarray) -> float:
+    """The largest reaction force magnitude (N) over the given joints and the frames at ``times`` (s).
+
+    JointReaction analyses every frame of the motion; SO's file may hold every N-th
+    (``step_interval``), which JointReaction interpolates in between: compare at SO's frames.
+    """
+    distance = np.abs(result["time"][:, None] - np.asarray(times)[None, :])
+    rows = np.flatnonzero(distance.min(axis=1) < 1e-6)
+    if len(rows) < len(times):
+        raise ValueError(f"JointReaction analysed {len(rows)} of the {len(times)} frames asked for")
+    return float(max(result[joint][rows].max() for joint in joints))

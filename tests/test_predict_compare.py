@@ -62,7 +62,7 @@ def test_train_writes_checkpoint_and_history(run):
     assert (root / "train" / "checkpoint.pt").is_file()
     history = (root / "train" / "history.csv").read_text().splitlines()
     assert history[0].split(",") == ["epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance",
-                                     "boundary", "total"]
+                                     "boundary", "total", "control_fit"]
     assert len(history) == SHORT_EPOCHS + 1
     assert run["trained"]["epochs"] == SHORT_EPOCHS
 
@@ -76,10 +76,14 @@ def test_predict_writes_the_three_opensim_files(run):
     trainer = Trainer.load(run["checkpoint"])
     forces = read_storage(root / "subject01_walk_forces.sto")
     activations = read_storage(root / "subject01_walk_activations.sto")
-    assert forces.labels == activations.labels == trainer.muscles  # SO's layout: muscles (no reserves here)
+    # SO's layout: muscles, then the reserve/residual actuators (the network's actuator head)
+    assert forces.labels == activations.labels == trainer.muscles + trainer.actuators
+    assert len(trainer.actuators) == 10
     assert forces.time[0] == pytest.approx(START, abs=1e-5) and forces.time[-1] == pytest.approx(END, abs=1e-5)
-    assert np.all(activations.data >= 0.01 - 1e-9) and np.all(activations.data <= 1.0)
-    assert np.all(forces.data >= 0)
+    muscles = len(trainer.muscles)
+    assert np.all(activations.data[:, :muscles] >= 0.01 - 1e-9) and np.all(activations.data[:, :muscles] <= 1.0)
+    assert np.all(forces.data[:, :muscles] >= 0)
+    assert np.all(np.isfinite(forces.data[:, muscles:]))
     assert run["predicted"]["timing_s"]["inference"] > 0
 
 
