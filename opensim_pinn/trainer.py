@@ -322,6 +322,7 @@ class Trainer:
             batches.append((x, index, target[index], curvature(loss, target, n_muscles)[index]))
         n_frames = sum(index.numel() for _, index, _, _ in batches)
         self.control_scale = control_scale(physics)
+        del physics, exact  # the float64 copies are not needed while training
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
