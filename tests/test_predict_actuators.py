@@ -139,3 +139,17 @@ def test_checkpoint_without_the_actuator_head_still_predicts_muscles(project, tm
     with_model = predict(old, files["motion"], files["external_loads"], out=tmp_path / "exact",
                          model=files["model"], reserves="auto")
     assert with_model["actuators"] == 3  # the model gives the exact controls
+
+
+def test_cli_predict_with_a_missing_model_is_refused_before_any_work(project, tmp_path, capfd):
+    from opensim_pinn import cli
+
+    files = project["files"]
+    argv = ["predict", "--checkpoint", str(project["checkpoint"]), "--motion", files["motion"],
+            "--external-loads", files["external_loads"], "--out", str(tmp_path / "out")]
+    assert cli.main(argv + ["--model", str(tmp_path / "missing.osim")]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "missing.osim" in err and "Traceback" not in err
+    assert cli.main(argv + ["--reserves", "auto"]) == 2
+    assert "--reserves needs --model" in capfd.readouterr().err
+    assert not (tmp_path / "out").exists()
