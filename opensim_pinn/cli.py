@@ -144,9 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="activations and forces of a new trial from a checkpoint",
                                   description="Predict muscle activations and forces for a motion with a "
                                   "trained checkpoint. Writes <trial>_forces.sto, <trial>_activations.sto and "
-                                  "<trial>_states.sto. No OpenSim run is needed.")
+                                  "<trial>_states.sto. No OpenSim run is needed, unless --model is given: then "
+                                  "OpenSim's inverse dynamics gives the exact actuator controls and "
+                                  "<trial>_physics_check.sto.")
     predict.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
     _trial_options(predict, model=False)
+    predict.add_argument("--model", metavar="MODEL.osim",
+                         help="the model the checkpoint was trained on: compute inverse dynamics, write the exact "
+                              "least-cost reserve/residual controls for the predicted activations (instead of the "
+                              "network's) and a per-frame physics check (needs OpenSim)")
+    predict.add_argument("--reserves", metavar="FILE|auto",
+                         help="with --model: the reserve/residual actuators used in training (ForceSet .xml or auto)")
     _device_option(predict, "the network and the muscle module run")
     _threads_option(predict)
     _out_options(predict)
@@ -255,7 +263,8 @@ def run(args: argparse.Namespace) -> None:
         from .predict import predict
 
         summary = predict(args.checkpoint, args.motion, args.external_loads, out=args.out, start=args.start,
-                          end=args.end, force=args.force, device=args.device, threads=args.threads)
+                          end=args.end, force=args.force, device=args.device, threads=args.threads,
+                          model=args.model, reserves=args.reserves)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "compare":
         from .compare import compare

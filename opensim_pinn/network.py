@@ -9,12 +9,15 @@ Kinematics (and ground reaction forces) in, muscle activations out::
     bidirectional GRU over the frames of the window
     fully connected head --> logits --> sigmoid --> activations in [0, 1]
 
-Joints and muscles are counts given at construction (they come from the model,
-never from a fixed list). The network outputs muscle activations only: the
-reserve/residual actuator controls of Static Optimization are the least-cost
-cover of the generalised forces the muscles leave, computed in closed form by
-:meth:`opensim_pinn.loss.PhysicsLoss.controls`. Predicting them with the
-network as well would add outputs whose optimum is already known exactly.
+Joints, muscles and actuators are counts given at construction (they come from
+the model, never from a fixed list). The muscle activations are what the physics
+loss trains. A second, small head (:attr:`MJCABiGRU.actuator_head`, when the model
+has reserve/residual actuators) outputs their controls, so that a prediction
+holds every column of Static Optimization's files without inverse dynamics.
+Their exact values for given activations are the least-cost cover of the
+generalised forces the muscles leave (:meth:`opensim_pinn.loss.PhysicsLoss.controls`,
+which needs inverse dynamics); the head learns that map on the training frames
+from the same trunk features, detached: it never changes the activations.
 
 Ablations, chosen by :attr:`NetworkConfig.architecture`:
 
@@ -147,9 +150,12 @@ class MJCABiGRU(nn.Module):
     n_grf : int
         Ground reaction force components (0 without external loads).
     n_muscles : int
+    n_actuators : int
+        Reserve/residual actuators: outputs of :attr:`actuator_head` (none when 0).
     """
 
-    def __init__(self, config: NetworkConfig, n_coordinates: int, n_grf: int, n_muscles: int):
+    def __init__(self, config: NetworkConfig, n_coordinates: int, n_grf: int, n_muscles: int,
+                 n_actuators: int = 0):
         super().__init__()
         self.config = config
         self.n_features = 3 * n_coordinates + n_grf
@@ -174,6 +180,11 @@ class MJCABiGRU(nn.Module):
                           bidirectional=True, dropout=config.dropout if config.gru_layers > 1 else 0.0)
         self.head = nn.Sequential(nn.Linear(2 * config.gru_hidden + integrated, integrated), nn.GELU(),
                                   nn.Linear(integrated, n_muscles))
+        # Built last, so that the other layers' initial weights do not depend on it.
+        self.n_actuators = n_actuators
+        self.actuator_head = nn.Sequential(
+            nn.Linear(2 * config.gru_hidden + integrated, integrated), nn.GELU(),
+            nn.Linear(integrated, n_actuators)) if n_actuators else None
 
     @property
     def per_frame_encoder(self) -> bool:
@@ -199,6 +210,18 @@ class MJCABiGRU(nn.Module):
         # problem, the GRU adds the temporal context.
         return self.head(torch.cat([sequence, frame], dim=-1))
 
+    def sequence_outputs(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both heads from one BiGRU pass: logits (batch, time, n_muscles) and the actuator head's
+        normalised controls (batch, time, n_actuators), or None without actuators.
+
+        The actuator head sees the trunk's features detached: its training never
+        reaches the layers that make the activations.
+        """
+        sequence, _ = self.gru(frame)
+        trunk = torch.cat([sequence, frame], dim=-1)
+        controls = None if self.actuator_head is None else self.actuator_head(trunk.detach())
+        return self.head(trunk), controls
+
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid outputs, shape (batch, time, n_muscles)."""
         return self.sequence_logits(self.frame_features(features))
@@ -208,6 +231,7 @@ class MJCABiGRU(nn.Module):
         return torch.sigmoid(self.logits(features))
 
 
-def build_network(config: NetworkConfig, n_coordinates: int, n_grf: int, n_muscles: int) -> MJCABiGRU:
+def build_network(config: NetworkConfig, n_coordinates: int, n_grf: int, n_muscles: int,
+                  n_actuators: int = 0) -> MJCABiGRU:
     """The network described by ``config`` for a model with these counts."""
-    return MJCABiGRU(config, n_coordinates, n_grf, n_muscles)
+    return MJCABiGRU(config, n_coordinates, n_grf, n_muscles, n_actuators)

@@ -1,25 +1,42 @@
 """Predict muscle activations and forces of a new trial with a trained checkpoint.
 
-Only files are read: the checkpoint carries the network, the input
-normalisation, the muscle module (parameters and path polynomials) and the
+Without the model, only files are read: the checkpoint carries the network, the
+input normalisation, the muscle module (parameters and path polynomials) and the
 model's names, so no OpenSim run is needed. The motion is filtered with the
 training trials' low-pass cut-off, as Static Optimization would filter it.
 
+The reserve/residual actuator columns come from the network's actuator head
+(trained to output the least-cost controls for its own activations, see
+:mod:`opensim_pinn.trainer`). With ``model`` (and the ``reserves`` of training),
+OpenSim computes the trial's inverse dynamics (in a child process) and the
+actuator columns are instead the *exact* least-cost controls for the predicted
+activations (:meth:`opensim_pinn.loss.PhysicsLoss.controls`), as Static
+Optimization's would be: muscles + actuators then reproduce inverse dynamics.
+
 Outputs (in OpenSim's formats):
 
-- ``<trial>_forces.sto``: muscle forces (N), layout and column names of OpenSim's
-  ``<name>_StaticOptimization_force.sto``. **Muscles only**: the reserve and
-  residual actuator forces of Static Optimization cover what the muscles leave of
-  the inverse-dynamics forces, and inverse dynamics needs OpenSim; ``compare``
-  computes them. Such a file goes wherever OpenSim reads SO's force file, for
-  example the JointReaction analysis's ``forces_file`` (with a model whose
-  actuators are its muscles).
-- ``<trial>_activations.sto``: activations, layout of ``_StaticOptimization_activation.sto``.
+- ``<trial>_forces.sto``: muscle forces (N), then each reserve/residual actuator's
+  force (control x optimal force, N or N m): the columns, names and order of
+  OpenSim's ``<name>_StaticOptimization_force.sto`` less the external loads'
+  records, so it replaces SO's file wherever OpenSim reads one, for example the
+  JointReaction analysis's ``forces_file`` with the model and the same ForceSet as SO.
+- ``<trial>_activations.sto``: activations, then actuator controls, layout of
+  ``_StaticOptimization_activation.sto``.
 - ``<trial>_states.sto``: an OpenSim 4 states table: ``/jointset/<joint>/<coordinate>/value``
   and ``/speed`` of every coordinate (locked ones at their default value, speed 0),
   ``/forceset/<muscle>/activation`` and, for muscles whose model has that state,
   ``/forceset/<muscle>/fiber_length`` (rigid tendon, as SO assumes). The OpenSim
   GUI plays it with the muscles coloured by activation.
+- ``<trial>_physics_check.sto`` (with ``model`` only), per frame:
+  ``<coordinate>_residual``, what neither the muscles nor the actuators supply of
+  the inverse-dynamics force (N m or N; 0 where an actuator acts on the
+  coordinate); ``objective``, Static Optimization's objective (sum of squared
+  activations and controls) of the written solution, plus the residuals squared
+  (charged as reserves of 1 N m or N, as the training loss does); ``optimum``, the least
+  objective (the project's exact SO solver on the same frame); ``gap`` =
+  objective - optimum (0 at SO's answer); and ``control_head_error``, the RMS over
+  actuators of the actuator head's controls minus the exact ones (what the file
+  written without the model would be off by).
 """
 
 from __future__ import annotations
@@ -74,7 +91,8 @@ class InferenceTiming:
 
 def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Path | None = None, *,
             out: str | Path, start: float | None = None, end: float | None = None, force: bool = False,
-            device: str = "cpu", threads: int | None = INFERENCE_THREADS) -> dict:
+            device: str = "cpu", threads: int | None = INFERENCE_THREADS, model: str | Path | None = None,
+            reserves: str | None = None) -> dict:
     """Write the activations, forces and states of ``motion`` predicted by ``checkpoint``.
 
     Parameters
@@ -96,48 +114,146 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     threads : int or None
         CPU threads torch uses for inference (default 1, see :data:`INFERENCE_THREADS`);
         ``None``: torch's setting.
+    model : path, optional
+        The model the checkpoint was trained on: inverse dynamics gives the exact
+        actuator controls and the physics check (see the module docstring).
+    reserves : path or "auto", optional
+        With ``model``: the reserve/residual actuators of training.
 
     Returns
     -------
     dict
-        ``files``, ``n_frames``, ``timing_s`` (``inference``: warm median of the
-        network and muscle module on the whole trial; ``inference_spread``: min,
-        max, repeats, threads; ``end_to_end``: reading and filtering the files too).
+        ``files``, ``n_frames``, ``muscles``, ``actuators``, ``timing_s`` (``inference``:
+        warm median of the network and muscle module on the whole trial; ``inference_spread``:
+        min, max, repeats, threads; ``end_to_end``: reading and filtering the files too); with
+        ``model``, ``physics_check`` (the largest residual and objective gap over the frames).
     """
     from .outputs import OutputFolder
     from .static_opt import StaticOptimizationResult, activation_table, force_table
     from .trainer import Trainer
-    from .trial import load_kinematics
+    from .trial import load_kinematics, load_model_info
 
+    if reserves is not None and model is None:
+        raise InputError("--reserves needs --model: the reserve actuators enter through the model's inverse dynamics")
     trainer = Trainer.load(checkpoint, device=device)
+    info = trainer.info
+    if model is not None:
+        info = load_model_info(model, reserves)
+        check_model_matches(trainer, info, model, checkpoint)
+        check_actuators_match(trainer, info, reserves, checkpoint)
     began = time.perf_counter()
-    kinematics = load_kinematics(trainer.info, motion, external_loads, start=start, end=end,
-                                 lowpass=trainer.lowpass, checkpoint=checkpoint)
+    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end,
+                                 lowpass=trainer.lowpass, checkpoint=None if model is not None else checkpoint)
     trainer.check_kinematics(kinematics)  # before the output check: every input error comes first
     read_s = time.perf_counter() - began
     name = kinematics.name
-    names = prediction_files(name)
+    names = prediction_files(name, physics_check=model is not None)
     output = OutputFolder(out, names, force=force)
     output.check()
     activations, forces, timing = timed_inference(trainer, kinematics, threads=threads)
     inference_s = timing.median_s
-    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles), activations=activations,
-                                      forces=forces, converged=np.ones(len(kinematics.time), bool))
+    head = trainer.controls(trainer.features(kinematics))
+    head = None if head is None else head.cpu().numpy().astype(float)
+    actuators = list(trainer.actuators)
+    check = None
+    if model is not None:
+        controls, check = exact_controls(trainer, info, kinematics, activations, head, model=model,
+                                         motion=motion, external_loads=external_loads, reserves=reserves,
+                                         start=start, end=end)
+    elif head is not None or not actuators:
+        controls = head if head is not None else np.zeros((len(kinematics.time), 0))
+    else:
+        log.warning("%s: this checkpoint has no actuator outputs (written before opensim-pinn had them): the forces "
+                    "file holds the muscles only, not the actuators %s that Static Optimization's has; give --model "
+                    "(and --reserves) for them, or train again", checkpoint, ", ".join(actuators))
+        controls, actuators = np.zeros((len(kinematics.time), 0)), []
+    optimal = {a.name: a.optimal_force for a in info.actuators}
+    actuator_forces = controls * np.array([optimal[a] for a in actuators])
+    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles) + actuators,
+                                      activations=np.hstack([activations, controls]),
+                                      forces=np.hstack([forces, actuator_forces]),
+                                      converged=np.ones(len(kinematics.time), bool))
     with output as staging:
         write_storage(staging / names[0], force_table(result, name))
         write_storage(staging / names[1], activation_table(result, name))
         write_storage(staging / names[2], states_table(trainer, kinematics, activations))
-    return {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
-            "muscles": len(trainer.muscles),
-            "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
-                         "inference_spread": timing.to_dict(),
-                         "includes": "inference: network and muscle module on the whole trial, "
-                                     f"{timing.protocol()}; end_to_end adds reading and filtering the files"}}
+        if check is not None:
+            write_storage(staging / names[3], check)
+    summary = {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
+               "muscles": len(trainer.muscles), "actuators": len(actuators),
+               "actuator_controls": "none" if not actuators else "exact (inverse dynamics)" if model is not None
+               else "network",
+               "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
+                            "inference_spread": timing.to_dict(),
+                            "includes": "inference: network and muscle module on the whole trial, "
+                                        f"{timing.protocol()}; end_to_end adds reading and filtering the files"}}
+    if check is not None:
+        column = {label: check.data[:, i] for i, label in enumerate(check.labels)}
+        residuals = [check.data[:, i] for i, label in enumerate(check.labels) if label.endswith("_residual")]
+        summary["physics_check"] = {
+            "max_residual": float(np.abs(np.column_stack(residuals)).max()) if residuals else 0.0,
+            "max_gap": float(np.nanmax(column["gap"])), "median_gap": float(np.nanmedian(column["gap"])),
+            "median_optimum": float(np.nanmedian(column["optimum"]))}
+    return summary
 
 
-def prediction_files(trial: str) -> list[str]:
-    """The files :func:`predict` writes for a trial named ``trial``: forces, activations, states."""
-    return [f"{trial}_forces.sto", f"{trial}_activations.sto", f"{trial}_states.sto"]
+def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:
+    """The files :func:`predict` writes for a trial named ``trial``: forces, activations, states
+    (and the physics check, with the model)."""
+    names = [f"{trial}_forces.sto", f"{trial}_activations.sto", f"{trial}_states.sto"]
+    return names + [f"{trial}_physics_check.sto"] if physics_check else names
+
+
+def check_actuators_match(trainer, info, reserves, checkpoint) -> None:
+    """Raise :class:`InputError` unless the model (with ``reserves``) has the checkpoint's actuators, in order."""
+    given = [a.name for a in info.actuators]
+    if given != list(trainer.actuators):
+        raise InputError(f"the model with --reserves {reserves or '(none)'} has actuators "
+                         f"[{', '.join(given) or 'none'}] but the checkpoint {checkpoint} was trained with "
+                         f"[{', '.join(trainer.actuators) or 'none'}]; give the reserves used in training")
+
+
+def exact_controls(trainer, info, kinematics, activations: np.ndarray, head: np.ndarray | None, *, model, motion,
+                   external_loads, reserves, start, end) -> tuple[np.ndarray, StorageTable]:
+    """The least-cost actuator controls (n_frames, n_actuators) for ``activations`` (n_frames, n_muscles),
+    from the trial's inverse dynamics (OpenSim, child process), and the physics check table."""
+    from .static_opt import fast_static_optimization
+    from .trial import TrialSettings, prepare_trial
+
+    settings = TrialSettings(model=str(model), motion=str(motion),
+                             external_loads=None if external_loads is None else str(external_loads),
+                             reserves=None if reserves is None else str(reserves), start=start, end=end,
+                             lowpass=trainer.lowpass)
+    trial, _ = prepare_trial(settings, info=info, kinematics=kinematics)
+    targets = trainer.targets(trial)
+    a = torch.as_tensor(activations, dtype=torch.float64)
+    loss = trainer.loss()
+    with torch.no_grad():
+        controls, uncovered = loss.controls(a, targets)
+    controls, uncovered = controls.numpy(), uncovered.numpy()
+    # The network's loss per frame (dynamics + performance): SO's objective, plus what no actuator covers.
+    objective = ((activations ** 2).sum(1) + (controls ** 2).sum(1)
+                 + ((uncovered / loss.uncovered_reserve) ** 2).sum(1))
+    try:  # refused when some coordinate has neither muscle nor actuator
+        optimum_solution = fast_static_optimization(trial, info, trainer.muscle_model)
+        optimum = (optimum_solution.activations ** 2).sum(1)
+        optimum[~optimum_solution.converged] = np.nan
+    except InputError as reason:
+        log.warning("predict: no Static Optimization optimum for the physics check (%s)", reason)
+        optimum = np.full(len(trial.time), np.nan)
+    labels = [f"{c}_residual" for c in trial.coordinates] + ["objective", "optimum", "gap"]
+    columns = [uncovered, objective[:, None], optimum[:, None], (objective - optimum)[:, None]]
+    if head is not None and controls.shape[1]:
+        labels.append("control_head_error")
+        columns.append(np.sqrt(np.mean((head - controls) ** 2, axis=1))[:, None])
+    table = StorageTable(name=f"{kinematics.name}_physics_check", labels=labels, time=trial.time,
+                         data=np.hstack(columns), in_degrees=False,
+                         comments=["Written by opensim-pinn predict: per frame, the generalised force (N m or N) "
+                                   "that neither the predicted muscles nor the least-cost actuators supply of "
+                                   "inverse dynamics; Static Optimization's objective (sum of squared activations "
+                                   "and controls) of the prediction, its optimum, and the gap; the RMS error of "
+                                   "the network's own actuator controls."])
+    return controls, table
 
 
 def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
@@ -236,4 +352,5 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "prediction_files", "timed_inference", "InferenceTiming", "states_table"]
+__all__ = ["predict", "prediction_files", "timed_inference", "InferenceTiming", "states_table",
+           "check_actuators_match", "exact_controls"]

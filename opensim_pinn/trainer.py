@@ -2,12 +2,20 @@
 
 The network maps a trial's kinematics (and ground reaction forces) to muscle
 activations; the loss is :class:`opensim_pinn.loss.PhysicsLoss`, which with its
-default weights *is* OpenSim Static Optimization's objective. The reserve and
-residual actuator controls are not network outputs: for given activations the
-loss covers the remaining generalised forces with the least-cost controls in
-closed form (:meth:`~opensim_pinn.loss.PhysicsLoss.controls`), as SO would.
-So the network that minimises the loss reproduces SO, frame by frame, without
-ever seeing an SO result.
+default weights *is* OpenSim Static Optimization's objective. For given
+activations the loss covers the remaining generalised forces with the least-cost
+reserve/residual controls in closed form (:meth:`~opensim_pinn.loss.PhysicsLoss.controls`),
+as SO would. So the network that minimises the loss reproduces SO, frame by
+frame, without ever seeing an SO result.
+
+The network's second head (:attr:`~opensim_pinn.network.MJCABiGRU.actuator_head`)
+learns those least-cost controls, so that predictions need no inverse dynamics:
+a label-free auxiliary term, ``control_fit`` in :attr:`Trainer.history`, the
+per-frame sum over actuators of ``((u_head - u*) / s)^2`` with ``u*`` the
+least-cost controls for the network's own activations (detached) and ``s`` each
+actuator's scale (:attr:`Trainer.control_scale`). The head reads the trunk's
+features detached and has its own weights (Adam's steps are per weight), so the
+term leaves the activations' training exactly as it was; it is not in ``total``.
 
 How the optimisation is made to converge (the loss is unchanged):
 
@@ -80,7 +88,7 @@ CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
 CHECKPOINT_VERSION = 1
 
 HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
-                   "total")
+                   "total", "control_fit")
 
 
 @dataclass
@@ -222,6 +230,19 @@ def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> tor
     return 2 * w["performance"] * torch.eye(n_muscles, dtype=dtype, device=device) + 2 * w["dynamics"] * gram
 
 
+def control_scale(targets: list[PhysicsTargets]) -> np.ndarray:
+    """Scale of each actuator's control, shape (n_actuators,): the actuator head outputs controls in these units.
+
+    The RMS over the frames of every trial of the least-cost controls with the
+    muscles off (the whole inverse-dynamics force on the actuators), 1 where
+    that is 0: right for residuals (muscles do not act on them), an upper
+    bound for reserves.
+    """
+    controls = torch.cat([(t.reserve_solve @ t.tau.unsqueeze(-1)).squeeze(-1) for t in targets])
+    rms = controls.pow(2).mean(0).sqrt().cpu().numpy().astype(float)
+    return np.where(rms > 1e-9, rms, 1.0)
+
+
 class Trainer:
     """Fit, use and store the network (scikit-learn style: the constructor only stores settings).
 
@@ -240,6 +261,8 @@ class Trainer:
     feature_mean, feature_std : ndarray, shape (n_features,)
         Input normalisation.
     coordinates, muscles, actuators, grf_labels : list of str
+    control_scale : ndarray, shape (n_actuators,)
+        Units of the actuator head's outputs (:func:`control_scale`).
     lowpass : float or None
         Low-pass cut-off (Hz) of the training trials' coordinates (predictions use the same).
     history : list of dict
@@ -292,17 +315,20 @@ class Trainer:
         loss = self._loss(device)
         n_muscles = len(self.muscles)
         batches = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), ...
-        for trial, feature in zip(trials, features):
-            target = self.targets(trial).to(device=device, dtype=torch.float32)
+        physics = [self.targets(trial) for trial in trials]
+        for trial, feature, exact in zip(trials, features, physics):
+            target = exact.to(device=device, dtype=torch.float32)
             index = window_index(len(trial.time), config.window, device=device)
             x = torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device)
             batches.append((x, index, target[index], curvature(loss, target, n_muscles)[index]))
         n_frames = sum(index.numel() for _, index, _, _ in batches)
+        self.control_scale = control_scale(physics)
+        del physics, exact  # the float64 copies are not needed while training
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
-                                         n_muscles).to(device)
+                                         n_muscles, len(self.actuators)).to(device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.history = []
         if resume is not None:
@@ -328,6 +354,7 @@ class Trainer:
 
         config = self.config
         lower, upper = loss.min_control, loss.max_control
+        scale = torch.as_tensor(self.control_scale, dtype=torch.float32, device=lower.device)
         warmup_steps = max(1, int(config.warmup * config.epochs))
         first = len(self.history)
         began = time.perf_counter() - (self.history[-1]["wall_s"] if self.history else 0.0)
@@ -352,15 +379,21 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = rate
                 self.optimizer.zero_grad(set_to_none=True)
-                totals = dict.fromkeys(("dynamics", "performance", "boundary", "total"), 0.0)
+                totals = dict.fromkeys(("dynamics", "performance", "boundary", "total", "control_fit"), 0.0)
                 for x, index, target, hessian in batches:
                     share = index.numel() / n_frames
-                    logits = self._window_logits(x, index)
+                    logits, head = self._window_outputs(x, index)
                     slope = torch.sigmoid(logits)
                     activations = lower + (upper - lower) * slope
                     terms = loss(activations, target)
-                    for name in totals:
+                    for name in terms:
                         totals[name] += share * float(terms[name].detach())
+                    control_fit = logits.new_zeros(())
+                    if head is not None:  # the actuator head's auxiliary term (see the module docstring)
+                        with torch.no_grad():
+                            least_cost, _ = loss.controls(activations, target)
+                        control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
+                        totals["control_fit"] += share * float(control_fit.detach())
                     if config.precondition:
                         # Gradient of each frame's own loss, then the damped Newton direction in logit space.
                         gradient, = torch.autograd.grad(terms["total"] * index.numel(), activations,
@@ -369,9 +402,9 @@ class Trainer:
                             direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
                                                           hessian, damping)
                             direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
-                        (logits * direction).sum().div(n_frames).backward()
+                        ((logits * direction).sum().div(n_frames) + share * control_fit).backward()
                     else:
-                        (terms["total"] * share).backward()
+                        ((terms["total"] + control_fit) * share).backward()
                 self.optimizer.step()
                 self.history.append({"epoch": epoch + 1, "wall_s": round(time.perf_counter() - began, 3),
                                      "learning_rate": rate, "damping": damping, **totals})
@@ -421,18 +454,27 @@ class Trainer:
         n_frames = features.shape[0]
         index = window_index(n_frames, self.config.window, device=features.device)
         with torch.inference_mode():
-            pieces = torch.sigmoid(self._window_logits(features, index))  # (n_windows, window, n_muscles)
-            if index.shape[0] == 1:
-                out = pieces[0]
-            else:
-                length = index.shape[1]
-                ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
-                flat = index.reshape(-1)
-                out = pieces.new_zeros(n_frames, pieces.shape[-1]).index_add_(
-                    0, flat, (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
-                weight = pieces.new_zeros(n_frames).index_add_(0, flat, ramp.repeat(index.shape[0]))
-                out = out / weight[:, None]
+            out = _blend(torch.sigmoid(self._window_logits(features, index)), index, n_frames)
         return lower + (upper - lower) * out
+
+    def controls(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The actuator head's controls (n_frames, n_actuators) from normalised features, windows blended as
+        :meth:`activations`; None when the network has no actuator head (no actuators, or an older checkpoint).
+        """
+        if self.network.actuator_head is None:
+            return None
+        n_frames = features.shape[0]
+        index = window_index(n_frames, self.config.window, device=features.device)
+        with torch.inference_mode():
+            controls = _blend(self._window_outputs(features, index)[1], index, n_frames)
+        return controls * torch.as_tensor(self.control_scale, dtype=controls.dtype, device=controls.device)
+
+    def _window_outputs(self, features: torch.Tensor, index: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits and actuator head outputs (see :meth:`MJCABiGRU.sequence_outputs`) of the windows ``index``."""
+        if self.network.per_frame_encoder:
+            return self.network.sequence_outputs(self.network.frame_features(features[None])[0][index])
+        return self.network.sequence_outputs(self.network.frame_features(features[index]))
 
     def _window_logits(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Logits of the windows ``index`` (n_windows, window) of a trial's features (n_frames, n_features)."""
@@ -481,6 +523,7 @@ class Trainer:
             "model_info": self.info.to_dict(),
             "path_polynomials": [p.to_dict() for p in self.polynomials],
             "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
+            "control_scale": np.asarray(self.control_scale, float).tolist(),
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
         }
@@ -542,8 +585,12 @@ class Trainer:
         trainer.lowpass, trainer.trial_settings = state["lowpass"], state["trials"]
         trainer.feature_mean = np.array(state["feature_mean"])
         trainer.feature_std = np.array(state["feature_std"])
+        # Checkpoints written before the actuator head load without it (no actuator controls to predict).
+        head = any(k.startswith("actuator_head.") for k in state["network_state"])
+        trainer.control_scale = np.array(state.get("control_scale") or [1.0] * len(trainer.actuators), float)
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
-                                        len(trainer.grf_labels), len(trainer.muscles))
+                                        len(trainer.grf_labels), len(trainer.muscles),
+                                        len(trainer.actuators) if head else 0)
         trainer.network.load_state_dict(state["network_state"])
         trainer.network.eval()
         trainer.state_variables = state.get("state_variables")
@@ -638,6 +685,19 @@ class Trainer:
         if mismatch:
             raise InputError(f"the external loads do not match the checkpoint's: {mismatch}; give loads on the "
                              f"bodies the network was trained with ({loads_description(self.grf_labels)})")
+
+
+def _blend(pieces: torch.Tensor, index: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """Per-frame outputs (n_frames, n) from overlapping windows' (n_windows, window, n), triangular weights."""
+    if index.shape[0] == 1:
+        return pieces[0]
+    length = index.shape[1]
+    ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
+    flat = index.reshape(-1)
+    out = pieces.new_zeros(n_frames, pieces.shape[-1]).index_add_(
+        0, flat, (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
+    weight = pieces.new_zeros(n_frames).index_add_(0, flat, ramp.repeat(index.shape[0]))
+    return out / weight[:, None]
 
 
 def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,

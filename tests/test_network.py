@@ -104,3 +104,26 @@ def test_bad_configuration_and_inputs():
 def test_config_round_trip():
     config = NetworkConfig(architecture="cnn", d_model=16, heads=2)
     assert NetworkConfig(**config.to_dict()) == config
+
+
+N_ACTUATORS = 5
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_actuator_head_leaves_the_activations_untouched(architecture):
+    """The actuator head is built last and reads the trunk detached: the same seed gives the same
+    activations with or without it, and its outputs send no gradient into the trunk."""
+    config = NetworkConfig(architecture=architecture)
+    torch.manual_seed(0)
+    plain = build_network(config, N_COORDINATES, N_GRF, N_MUSCLES)
+    torch.manual_seed(0)
+    headed = build_network(config, N_COORDINATES, N_GRF, N_MUSCLES, N_ACTUATORS)
+    x = features()
+    assert torch.equal(plain(x), headed(x))
+    logits, controls = headed.sequence_outputs(headed.frame_features(x))
+    assert torch.equal(logits, headed.logits(x)) and controls.shape == (BATCH, FRAMES, N_ACTUATORS)
+    controls.square().sum().backward()
+    trunk = [p for name, p in headed.named_parameters() if not name.startswith("actuator_head.")]
+    assert all(p.grad is None for p in trunk)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in headed.actuator_head.parameters())
+    assert plain.sequence_outputs(plain.frame_features(x))[1] is None

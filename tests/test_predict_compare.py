@@ -37,12 +37,13 @@ def files(request):
         project = request.getfixturevalue("builtin_project")
         return {"model": str(project["model"]), "motion": str(project["motion"]),
                 "external_loads": str(project["external_loads"]), "reserves": "auto", "trial": "walk",
-                "end": BUILTIN_END, "n_muscles": 9, "coordinates": {"hip_flexion_r", "knee_angle_r", "ankle_angle_r"}}
+                "end": BUILTIN_END, "n_muscles": 9, "n_actuators": 3,
+                "coordinates": {"hip_flexion_r", "knee_angle_r", "ankle_angle_r"}}
     folder = request.getfixturevalue("shared_data") / "gait10dof18musc"
     return {"model": str(folder / "subject01.osim"), "motion": str(folder / "subject01_walk_IK.mot"),
             "external_loads": str(folder / "subject01_walk_grf.xml"),
             "reserves": str(folder / "gait10dof18musc_Strong_actuators.xml"), "trial": "subject01_walk", "end": END,
-            "n_muscles": 18, "coordinates": GAIT10_COORDINATES}
+            "n_muscles": 18, "n_actuators": 10, "coordinates": GAIT10_COORDINATES}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_train_writes_checkpoint_and_history(run):
     assert (root / "train" / "checkpoint.pt").is_file()
     history = (root / "train" / "history.csv").read_text().splitlines()
     assert history[0].split(",") == ["epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance",
-                                     "boundary", "total"]
+                                     "boundary", "total", "control_fit"]
     assert len(history) == SHORT_EPOCHS + 1
     assert run["trained"]["epochs"] == SHORT_EPOCHS
 
@@ -90,10 +91,14 @@ def test_predict_writes_the_three_opensim_files(run):
     trainer = Trainer.load(run["checkpoint"])
     forces = read_storage(root / f"{trial}_forces.sto")
     activations = read_storage(root / f"{trial}_activations.sto")
-    assert forces.labels == activations.labels == trainer.muscles  # SO's layout: muscles (no reserves here)
+    # SO's layout: muscles, then the reserve/residual actuators (the network's actuator head)
+    assert forces.labels == activations.labels == trainer.muscles + trainer.actuators
+    assert len(trainer.actuators) == run["files"]["n_actuators"]
     assert forces.time[0] == pytest.approx(START, abs=1e-5) and forces.time[-1] == pytest.approx(end, abs=1e-5)
-    assert np.all(activations.data >= 0.01 - 1e-9) and np.all(activations.data <= 1.0)
-    assert np.all(forces.data >= 0)
+    muscles = len(trainer.muscles)
+    assert np.all(activations.data[:, :muscles] >= 0.01 - 1e-9) and np.all(activations.data[:, :muscles] <= 1.0)
+    assert np.all(forces.data[:, :muscles] >= 0)
+    assert np.all(np.isfinite(forces.data[:, muscles:]))
     assert run["predicted"]["timing_s"]["inference"] > 0
 
 
@@ -226,7 +231,9 @@ def test_renamed_and_reordered_loads_predict_the_same(run, files, shared_data, t
     'externalforce_left' (first) and 'externalforce_right' acts on the same bodies: the same predictions."""
     from opensim_pinn.predict import predict
 
-    renamed = renamed_two_foot_loads(shared_data / CASE, tmp_path)
+    if files["trial"] != "subject01_walk":
+        pytest.skip("the gait10dof18musc loads renamed; the built-in project's are in test_loads_by_body.py")
+    renamed = renamed_two_foot_loads(shared_data / "gait10dof18musc", tmp_path)
     predict(run["checkpoint"], files["motion"], str(renamed), out=tmp_path / "renamed", start=START, end=END)
     name = "subject01_walk_activations.sto"
     # The same network inputs (matched by body and frame, taken in the checkpoint's order): the same bits.
