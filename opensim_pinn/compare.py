@@ -32,7 +32,8 @@ TIME_TOLERANCE = 1e-5
 
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
-            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu") -> dict:
+            step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu",
+            lowpass: float | None = None) -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -44,7 +45,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     motion, external_loads : path
         The trial.
     reserves : path, "auto" or None
-        Reserve/residual actuators for Static Optimization (as used in training).
+        Reserve/residual actuators for Static Optimization: the model's actuators with
+        them must be the checkpoint's (names, classes, optimal forces, control bounds).
     start, end : float, optional
         Time window (s).
     step_interval : int
@@ -56,6 +58,9 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         Replace existing output files.
     device : "cpu" or "cuda"
         Where the network and the muscle module run.
+    lowpass : float, optional
+        The low-pass cut-off (Hz) the caller expects (a setup file's); the checkpoint's
+        is always used, and a different one here is an error.
 
     Returns
     -------
@@ -65,7 +70,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     from .child import run_in_child
     from .outputs import OutputFolder
     from .predict import check_model_matches, timed_inference
-    from .static_opt import opensim_static_optimization
+    from .static_opt import check_covered, opensim_static_optimization
     from .trainer import Trainer
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
@@ -74,6 +79,11 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     output.check()
     info = load_model_info(model, reserves)
     check_model_matches(trainer, info, model, checkpoint)
+    check_actuators_match(trainer, info, reserves, checkpoint)
+    if lowpass is not None and not _same_lowpass(lowpass, trainer.lowpass):
+        raise InputError(f"the setup's low-pass cut-off {lowpass:g} Hz is not the checkpoint's "
+                         f"({_lowpass_text(trainer.lowpass)}), which compare filters with; give a setup with the "
+                         "checkpoint's, or train with this one")
     lowpass = trainer.lowpass
     began = time.perf_counter()
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
@@ -85,11 +95,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     settings = TrialSettings(model=str(model), motion=str(motion), external_loads=loads,
                              reserves=None if reserves is None else str(reserves), start=start, end=end,
                              lowpass=lowpass, step_interval=step_interval)
+    check_covered(info, settings, kinematics)  # OpenSim's SO has no solution otherwise
     trial, info = prepare_trial(settings, info=info, kinematics=kinematics)
-    if list(trial.actuators) != list(trainer.actuators):
-        log.warning("compare: the actuators (%s) differ from training's (%s); the network's activations do not "
-                    "depend on them, its actuator controls are recomputed for these",
-                    ", ".join(trial.actuators) or "none", ", ".join(trainer.actuators) or "none")
     log.info("compare: running OpenSim Static Optimization (%d frames)", len(trial.time))
     so = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model), str(motion), loads,
                       None if reserves is None else str(reserves), start if start is not None else first,
@@ -156,6 +163,49 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
     return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),
             "summary": summary, "timing_s": timing, "speedup": metrics["speedup"]}
+
+
+def check_actuators_match(trainer, info, reserves, checkpoint) -> None:
+    """Raise :class:`InputError` unless the model's actuators with ``reserves`` (``info``) are the checkpoint's.
+
+    Compared: names, classes, optimal forces, control bounds and coordinates.
+    """
+    def described(actuators):
+        return [(a.name, a.actuator_class, a.optimal_force, a.min_control, a.max_control, a.coordinate)
+                for a in actuators]
+
+    trained, here = described(trainer.info.actuators), described(info.actuators)
+    if trained == here:
+        return
+    used = {str(t.get("reserves")) for t in trainer.trial_settings or []}
+    trained_with = ("no reserves" if used == {"None"} else f"reserves {', '.join(sorted(used))}" if used else "")
+    differ = next((f"; first difference: {a[0]} (optimal force {a[2]:g}, controls {a[3]:g} to {a[4]:g}) vs "
+                   f"{b[0]} ({b[2]:g}, {b[3]:g} to {b[4]:g})" for a, b in zip(trained, here) if a != b), "")
+    if used == {"auto"}:
+        fix = "give --reserves auto"
+    elif used == {"None"}:
+        fix = "leave out --reserves"
+    else:
+        fix = "give the reserves it was trained with"
+    raise InputError(f"the checkpoint {checkpoint} was trained with {len(trained)} actuators ({trained_with}: "
+                     f"{_names(trained)}); this compare has {len(here)} "
+                     f"({'no --reserves' if reserves is None else f'--reserves {reserves}'}: {_names(here)}){differ}; "
+                     f"{fix}")
+
+
+def _names(actuators, shown: int = 4) -> str:
+    names = [a[0] for a in actuators]
+    return "none" if not names else ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
+def _same_lowpass(a: float | None, b: float | None) -> bool:
+    """Two cut-offs filter alike: equal, or both no filtering (None or negative)."""
+    off = lambda x: x is None or x < 0  # noqa: E731
+    return (off(a) and off(b)) or (not off(a) and not off(b) and abs(a - b) < 1e-9)
+
+
+def _lowpass_text(value: float | None) -> str:
+    return "no filtering" if value is None or value < 0 else f"{value:g} Hz"
 
 
 def _number(value: float) -> float | None:
