@@ -29,8 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True,
-                   required: bool = True) -> None:
-    needed = "" if required else " (needed unless --resume)"
+                   required: bool = True, needed: str = " (needed unless --resume)") -> None:
+    needed = "" if required else needed
     if model:
         parser.add_argument("--model", required=required, metavar="MODEL.osim", help="scaled OpenSim model" + needed)
     parser.add_argument("--motion", required=required, metavar="IK.mot", action="append" if several else None,
@@ -48,14 +48,27 @@ def _reserves_option(parser):
 
 
 def _lowpass_option(parser):
-    parser.add_argument("--lowpass", type=float, default=6.0, metavar="HZ",
-                        help="low-pass cut-off for the coordinates, Hz, as OpenSim's tools (default 6; "
-                             "-1: no filtering)")
+    parser.add_argument("--lowpass", type=float, metavar="HZ",
+                        help="low-pass cut-off for the coordinates, Hz, as OpenSim's tools (default 6, or "
+                             "--setup's; -1: no filtering)")
 
 
 def _step_option(parser):
-    parser.add_argument("--step-interval", type=int, default=1, metavar="N",
-                        help="analyse every N-th frame, as OpenSim's step_interval (default 1)")
+    parser.add_argument("--step-interval", type=int, metavar="N",
+                        help="analyse every N-th frame, as OpenSim's step_interval (default 1, or "
+                             "--setup's)")
+
+
+SETUP_NEEDED = " (needed unless --setup gives it)"
+
+
+def _setup_option(parser):
+    parser.add_argument("--setup", metavar="SETUP.xml",
+                        help="an OpenSim Static Optimization setup (AnalyzeTool with a StaticOptimization analysis): "
+                             "its model_file, force_set_files, coordinates_file, external_loads_file, initial_time, "
+                             "final_time, lowpass_cutoff_frequency_for_coordinates, step_interval and "
+                             "results_directory (as --out) are used, relative paths from the setup's folder as "
+                             "OpenSim does; options given here override them")
 
 
 def _device_option(parser, what: str):
@@ -69,10 +82,10 @@ def _threads_option(parser):
                              "and more threads wait for each other, badly so on a busy machine)")
 
 
-def _out_options(parser, default=None, *, required: bool = True):
+def _out_options(parser, default=None, *, required: bool = True, needed: str = " (needed unless --resume)"):
     parser.add_argument("--out", required=required and default is None, default=default, metavar="DIR",
                         help="output folder" + (f" (default {default})" if default else "")
-                        + ("" if required else " (needed unless --resume)"))
+                        + ("" if required else needed))
     parser.add_argument("--force", action="store_true", help="replace existing output files")
 
 
@@ -106,14 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Solve OpenSim Static Optimization (activation exponent 2, muscle "
                              "physiology on) on a trial and write <trial>_StaticOptimization_force.sto, "
                              "<trial>_StaticOptimization_activation.sto and timing.json.")
-    _trial_options(so)
+    _setup_option(so)
+    _trial_options(so, required=False, needed=SETUP_NEEDED)
     _reserves_option(so)
     _lowpass_option(so)
     _step_option(so)
     so.add_argument("--solver", choices=("fast", "opensim"), default="fast",
                     help="fast: the project's batched solver with the torch muscle model (default); "
                          "opensim: OpenSim's AnalyzeTool, in a child process")
-    _out_options(so)
+    _out_options(so, required=False, needed=SETUP_NEEDED)
 
     train = commands.add_parser("train", help="train the network on trials, label-free",
                                 description="Train the PI-MJCA-BiGRU network on one or more trials of a "
@@ -125,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the interrupted training whose --out was RUN_DIR, with its settings "
                             "(give no other training option); on the CPU it ends with the weights of an "
                             "uninterrupted run (not with --time-limit)")
-    _trial_options(train, several=True, required=False)
+    _setup_option(train)
+    _trial_options(train, several=True, required=False, needed=" (needed unless --resume or --setup)")
     _reserves_option(train)
     _lowpass_option(train)
     _step_option(train)
@@ -138,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "cnn: a temporal CNN in place of the attention")
     train.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="N",
                        help=f"epochs between snapshots for --resume (default {DEFAULT_SNAPSHOT_EVERY})")
-    _out_options(train, required=False)
+    _out_options(train, required=False, needed=" (needed unless --resume or --setup)")
     train.set_defaults(command_parser=train)
 
     predict = commands.add_parser("predict", help="activations and forces of a new trial from a checkpoint",
@@ -163,12 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Run OpenSim Static Optimization and the network on the same "
                                   "trial; write metrics.json, report.md and figures.")
     compare.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
-    _trial_options(compare)
+    _setup_option(compare)
+    _trial_options(compare, required=False, needed=SETUP_NEEDED)
     _reserves_option(compare)
     _step_option(compare)
     _device_option(compare, "the network and the muscle module run")
     _threads_option(compare)
-    _out_options(compare)
+    _out_options(compare, required=False, needed=SETUP_NEEDED)
 
     stream = commands.add_parser("stream", help="real-time predictions, frame by frame",
                                  description="Stream frames through a checkpoint as they arrive: from a motion "
@@ -242,7 +258,7 @@ def run(args: argparse.Namespace) -> None:
         result = static_optimization(args.model, args.motion, out=args.out, external_loads=args.external_loads,
                                      reserves=args.reserves, start=args.start, end=args.end,
                                      lowpass=args.lowpass, step_interval=args.step_interval,
-                                     solver=args.solver, force=args.force)
+                                     solver=args.solver, force=args.force, name=getattr(args, "name", None))
         print(f"{args.solver} static optimization: {result['n_frames']} frames in "
               f"{result['timing']['wall_s']:.3f} s; wrote {', '.join(result['files'])}")
     elif args.command == "train" and args.resume is not None:
@@ -271,7 +287,8 @@ def run(args: argparse.Namespace) -> None:
 
         summary = compare(args.checkpoint, args.model, args.motion, args.external_loads, reserves=args.reserves,
                           start=args.start, end=args.end, step_interval=args.step_interval, out=args.out,
-                          force=args.force, device=args.device, threads=args.threads)
+                          force=args.force, device=args.device, threads=args.threads,
+                          lowpass=getattr(args, "lowpass", None))
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "stream":
         from .live import stream
@@ -315,8 +332,15 @@ def check_options(args: argparse.Namespace) -> None:
     InputError
         With a one-line message naming the option or file.
     """
+    if getattr(args, "resume", None) is None:
+        _apply_setup(args)
     if args.command == "train":
         _check_train_options(args)
+    elif args.command in ("static-opt", "compare"):
+        missing = [f"--{name}" for name in ("model", "motion", "out") if getattr(args, name) is None]
+        if missing:
+            raise InputError(f"the following arguments are required: {', '.join(missing)} (or --setup FILE "
+                             f"giving them); see 'opensim-pinn {args.command} --help'")
     step_interval = getattr(args, "step_interval", None)
     if step_interval is not None and step_interval < 1:
         raise InputError(f"--step-interval must be 1 or more (analyse every N-th frame), got {step_interval}")
@@ -355,6 +379,26 @@ def check_options(args: argparse.Namespace) -> None:
         from .trainer import check_device
 
         check_device(args.device)
+
+
+def _apply_setup(args: argparse.Namespace) -> None:
+    """Options left out taken from ``--setup FILE`` (explicit options win), then the defaults."""
+    from .trial import DEFAULT_LOWPASS_HZ
+
+    if getattr(args, "setup", None) is not None:
+        from .setup_file import OPTIONS, read_setup
+
+        several = args.command == "train"  # --motion and --external-loads are lists there
+        given = {name: getattr(args, name, None) for name in OPTIONS}
+        merged = read_setup(args.setup).options(given)
+        for name, value in merged.items():
+            if several and name in ("motion", "external_loads") and given[name] is None and value is not None:
+                value = [value]
+            setattr(args, name, value)
+    if hasattr(args, "lowpass") and args.lowpass is None:
+        args.lowpass = DEFAULT_LOWPASS_HZ
+    if hasattr(args, "step_interval") and args.step_interval is None:
+        args.step_interval = 1
 
 
 def _check_train_options(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ TIME_TOLERANCE = 1e-5
 def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, external_loads: str | Path | None = None,
             *, reserves: str | None = None, start: float | None = None, end: float | None = None,
             step_interval: int = 1, out: str | Path, force: bool = False, device: str = "cpu",
-            threads: int | None = INFERENCE_THREADS) -> dict:
+            threads: int | None = INFERENCE_THREADS, lowpass: float | None = None) -> dict:
     """Run OpenSim Static Optimization and the network on one trial; write metrics, report and figures.
 
     Parameters
@@ -46,7 +46,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     motion, external_loads : path
         The trial.
     reserves : path, "auto" or None
-        Reserve/residual actuators for Static Optimization (as used in training).
+        Reserve/residual actuators for Static Optimization: the model's actuators with
+        them must be the checkpoint's (names, classes, optimal forces, control bounds).
     start, end : float, optional
         Time window (s).
     step_interval : int
@@ -61,6 +62,9 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     threads : int or None
         CPU threads torch uses for the timed inference (default 1, see
         :data:`opensim_pinn.predict.INFERENCE_THREADS`); ``None``: torch's setting.
+    lowpass : float, optional
+        The low-pass cut-off (Hz) the caller expects (a setup file's); the checkpoint's
+        is always used, and a different one here is an error.
 
     Returns
     -------
@@ -69,8 +73,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     """
     from .child import run_in_child
     from .outputs import OutputFolder
-    from .predict import check_model_matches, timed_inference
-    from .static_opt import opensim_static_optimization
+    from .predict import check_actuators_match, check_model_matches, timed_inference
+    from .static_opt import check_covered, opensim_static_optimization
     from .trainer import Trainer
     from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
@@ -79,6 +83,11 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     output.check()
     info = load_model_info(model, reserves)
     check_model_matches(trainer, info, model, checkpoint)
+    check_actuators_match(trainer, info, reserves, checkpoint)
+    if lowpass is not None and not _same_lowpass(lowpass, trainer.lowpass):
+        raise InputError(f"the setup's low-pass cut-off {lowpass:g} Hz is not the checkpoint's "
+                         f"({_lowpass_text(trainer.lowpass)}), which compare filters with; give a setup with the "
+                         "checkpoint's, or train with this one")
     lowpass = trainer.lowpass
     began = time.perf_counter()
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
@@ -90,11 +99,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     settings = TrialSettings(model=str(model), motion=str(motion), external_loads=loads,
                              reserves=None if reserves is None else str(reserves), start=start, end=end,
                              lowpass=lowpass, step_interval=step_interval)
+    check_covered(info, settings, kinematics)  # OpenSim's SO has no solution otherwise
     trial, info = prepare_trial(settings, info=info, kinematics=kinematics)
-    if list(trial.actuators) != list(trainer.actuators):
-        log.warning("compare: the actuators (%s) differ from training's (%s); the network's activations do not "
-                    "depend on them, its actuator controls are recomputed for these",
-                    ", ".join(trial.actuators) or "none", ", ".join(trainer.actuators) or "none")
     log.info("compare: running OpenSim Static Optimization (%d frames)", len(trial.time))
     so = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model), str(motion), loads,
                       None if reserves is None else str(reserves), start if start is not None else first,
@@ -174,6 +180,16 @@ def _spread_ms(timing: dict) -> str:
         return "spread not measured"
     return (f"{1000 * spread['min_s']:.2f}-{1000 * spread['max_s']:.2f} ms over {spread['repeats']} runs, "
             f"{spread['threads'] or 'default'} thread(s)")
+
+
+def _same_lowpass(a: float | None, b: float | None) -> bool:
+    """Two cut-offs filter alike: equal, or both no filtering (None or negative)."""
+    off = lambda x: x is None or x < 0  # noqa: E731
+    return (off(a) and off(b)) or (not off(a) and not off(b) and abs(a - b) < 1e-9)
+
+
+def _lowpass_text(value: float | None) -> str:
+    return "no filtering" if value is None or value < 0 else f"{value:g} Hz"
 
 
 def _number(value: float) -> float | None:

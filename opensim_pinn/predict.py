@@ -140,7 +140,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     if model is not None:
         info = load_model_info(model, reserves)
         check_model_matches(trainer, info, model, checkpoint)
-        check_actuators_match(trainer, info, reserves, checkpoint)
+        check_actuators_match(trainer, info, reserves, checkpoint, command="predict")
     began = time.perf_counter()
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end,
                                  lowpass=trainer.lowpass, checkpoint=None if model is not None else checkpoint)
@@ -204,13 +204,37 @@ def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:
     return names + [f"{trial}_physics_check.sto"] if physics_check else names
 
 
-def check_actuators_match(trainer, info, reserves, checkpoint) -> None:
-    """Raise :class:`InputError` unless the model (with ``reserves``) has the checkpoint's actuators, in order."""
-    given = [a.name for a in info.actuators]
-    if given != list(trainer.actuators):
-        raise InputError(f"the model with --reserves {reserves or '(none)'} has actuators "
-                         f"[{', '.join(given) or 'none'}] but the checkpoint {checkpoint} was trained with "
-                         f"[{', '.join(trainer.actuators) or 'none'}]; give the reserves used in training")
+def check_actuators_match(trainer, info, reserves, checkpoint, *, command: str = "compare") -> None:
+    """Raise :class:`InputError` unless the model's actuators with ``reserves`` (``info``) are the checkpoint's.
+
+    Compared: names, classes, optimal forces, control bounds and coordinates.
+    """
+    def described(actuators):
+        return [(a.name, a.actuator_class, a.optimal_force, a.min_control, a.max_control, a.coordinate)
+                for a in actuators]
+
+    trained, here = described(trainer.info.actuators), described(info.actuators)
+    if trained == here:
+        return
+    used = {str(t.get("reserves")) for t in trainer.trial_settings or []}
+    trained_with = ("no reserves" if used == {"None"} else f"reserves {', '.join(sorted(used))}" if used else "")
+    differ = next((f"; first difference: {a[0]} (optimal force {a[2]:g}, controls {a[3]:g} to {a[4]:g}) vs "
+                   f"{b[0]} ({b[2]:g}, {b[3]:g} to {b[4]:g})" for a, b in zip(trained, here) if a != b), "")
+    if used == {"auto"}:
+        fix = "give --reserves auto"
+    elif used == {"None"}:
+        fix = "leave out --reserves"
+    else:
+        fix = "give the reserves it was trained with"
+    raise InputError(f"the checkpoint {checkpoint} was trained with {len(trained)} actuators ({trained_with}: "
+                     f"{_names(trained)}); this {command} has {len(here)} "
+                     f"({'no --reserves' if reserves is None else f'--reserves {reserves}'}: {_names(here)}){differ}; "
+                     f"{fix}")
+
+
+def _names(actuators, shown: int = 4) -> str:
+    names = [a[0] for a in actuators]
+    return "none" if not names else ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 def exact_controls(trainer, info, kinematics, activations: np.ndarray, head: np.ndarray | None, *, model, motion,

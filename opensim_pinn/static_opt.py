@@ -169,10 +169,32 @@ def _check_actuated(trial, info) -> None:
     spanned = {c for m in info.muscles for c in m.coordinates}
     actuated = np.abs(trial.actuator_map).max(axis=(0, 1)) > 0 if trial.actuators else \
         np.zeros(len(trial.coordinates), bool)
-    bare = [c for i, c in enumerate(trial.coordinates) if c not in spanned and not actuated[i]]
+    _refuse_bare([c for i, c in enumerate(trial.coordinates) if c not in spanned and not actuated[i]])
+
+
+def _refuse_bare(bare: list[str]) -> None:
     if bare:
         raise InputError(f"no muscle or actuator acts on coordinate(s) {', '.join(bare)}; add residual "
                          "and reserve actuators with --reserves FILE or --reserves auto")
+
+
+def check_covered(info, settings, kinematics) -> None:
+    """:func:`_check_actuated` before OpenSim's Static Optimization, which would leave such a problem
+    unsolved (muscles at full activation) and still write results.
+
+    Decided from the model description where every actuator is a CoordinateActuator;
+    otherwise (point and torque actuators, the usual residuals) from the actuators'
+    generalised forces, which need the trial's inverse dynamics (cached).
+    """
+    from .trial import prepare_trial
+
+    covered = {c for m in info.muscles for c in m.coordinates} | {a.coordinate for a in info.actuators}
+    bare = [c for c in kinematics.coordinates if c not in covered]
+    if bare and all(a.coordinate for a in info.actuators):
+        _refuse_bare(bare)
+    if bare:
+        trial, _ = prepare_trial(settings, info=info, kinematics=kinematics)
+        _check_actuated(trial, info)
 
 
 def opensim_static_optimization(model: str, motion: str, external_loads: str | None,
@@ -264,7 +286,7 @@ SOLVERS = ("fast", "opensim")
 def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
                         reserves: str | None = None, start: float | None = None, end: float | None = None,
                         lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
-                        force: bool = False) -> dict:
+                        force: bool = False, name: str | None = None) -> dict:
     """Run Static Optimization on a trial and write OpenSim's result files.
 
     Writes ``out/<trial>_StaticOptimization_force.sto``,
@@ -273,6 +295,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     results in memory (file writing excluded), without interpreter start-ups
     (ours and OpenSim child processes') and without the per-model preparation
     that is cached and reused (model description, path polynomials).
+    ``name``: the files' ``<trial>`` (default: the motion's name; OpenSim uses its tool's name).
 
     Returns
     -------
@@ -292,7 +315,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
                                  step_interval=step_interval)
     read_s = time.perf_counter() - reading
-    name = kinematics.name
+    name = name or kinematics.name
     names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
              "timing.json"]
     output = OutputFolder(out, names, force=force)
@@ -317,6 +340,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     else:
         from .child import run_in_child
 
+        check_covered(info, settings, kinematics)
         result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
                               str(motion), external_loads, reserves, start, end, lowpass, step_interval)
     timing = {"solver": solver, "wall_s": round(result.wall_s, 4), "n_frames": len(result.time),

@@ -114,7 +114,8 @@ def test_mismatched_actuators_are_refused_in_one_line(project, tmp_path):
     with pytest.raises(InputError) as refused:
         _predict(project, tmp_path / "none", model=files["model"])
     message = str(refused.value)
-    assert "\n" not in message and "[none]" in message and "reserve_knee_angle_r" in message
+    assert "\n" not in message and "this predict has 0 (no --reserves: none)" in message
+    assert "reserve_knee_angle_r" in message and message.endswith("give --reserves auto")
     with pytest.raises(InputError, match="--reserves needs --model"):
         _predict(project, tmp_path / "reserves", reserves="auto")
     assert not (tmp_path / "none").exists() and not (tmp_path / "reserves").exists()
