@@ -739,17 +739,20 @@ def test_loads_given_to_a_network_trained_without(trained_arm26, checkpoints, ca
 
 @pytest.mark.parametrize("command", TAKES_CHECKPOINT)
 def test_loads_on_another_body_than_training(trained_arm26, capfd, command):
-    """The checkpoint's loads act on the hand; these on the upper arm: refused, naming both."""
-    trained_arm26.edit(trained_arm26.loads, "r_ulna_radius_hand", "r_humerus")
+    """The checkpoint's loads act on one body (the hand, the foot); these on another: refused, naming both."""
+    spec = trained_arm26.spec
+    trained_arm26.edit(trained_arm26.loads, f">{spec.loads_body}<", f">{spec.other_body}<")
     assert_nothing_written(trained_arm26, capfd, trained_arm26.argv(command),
-                           "they act on r_humerus (forces expressed in ground)",
-                           "they leave out r_ulna_radius_hand (forces expressed in ground)")
+                           f"they act on {spec.other_body} (forces expressed in ground)",
+                           f"they leave out {spec.loads_body} (forces expressed in ground)")
 
 
 @pytest.mark.parametrize("command", TAKES_CHECKPOINT)
 def test_renamed_loads_are_the_same_loads(trained_arm26, capfd, command):
-    """The hand force under another ExternalForce name passes every check."""
-    trained_arm26.edit(trained_arm26.loads, 'name="hand"', 'name="externalforce_hand"')
+    """The force under another ExternalForce name passes every check."""
+    text = trained_arm26.loads.read_text()
+    name = text.split('<ExternalForce name="', 1)[1].split('"', 1)[0]
+    trained_arm26.edit(trained_arm26.loads, f'name="{name}"', f'name="externalforce_{name}"')
     if command == "predict":
         assert cli.main(trained_arm26.argv(command)) == 0, capfd.readouterr().err
     else:
