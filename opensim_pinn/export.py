@@ -26,7 +26,6 @@ with PyTorch, TorchScript or ONNX Runtime.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -38,6 +37,7 @@ from torch import nn
 
 from . import __version__
 from .errors import InputError
+from .streaming import take_inference_parts
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,8 @@ class WindowModel(nn.Module):
 
     def __init__(self, trainer):
         super().__init__()
-        self.network = copy.deepcopy(trainer.network).cpu().float().eval()
-        self.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
-        lower, upper = trainer._bounds("cpu")
-        self.register_buffer("lower", lower)
-        self.register_buffer("upper", upper)
-        self.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
+        take_inference_parts(self, trainer)
         self.n_coordinates = len(trainer.coordinates)
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.network.logits(((features - self.mean) / self.std).unsqueeze(0))[0]

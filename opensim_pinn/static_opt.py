@@ -222,29 +222,9 @@ def opensim_static_optimization(model: str, motion: str, external_loads: str | N
             force_set_files.append(str(folder / "auto_reserves.xml"))
         elif reserves:
             force_set_files.append(str(Path(reserves).resolve()))
-        tool = opensim.AnalyzeTool()
-        tool.setName("trial")
-        tool.setModelFilename(str(Path(model).resolve()))
-        tool.setCoordinatesFileName(str(Path(motion).resolve()))
-        tool.setLowpassCutoffFrequency(-1.0 if lowpass is None else float(lowpass))
-        tool.setInitialTime(float(start))
-        tool.setFinalTime(float(end))
-        tool.setReplaceForceSet(False)
-        files = opensim.ArrayStr()
-        for name in force_set_files:
-            files.append(name)
-        tool.setForceSetFiles(files)
-        if external_loads:
-            tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
-        tool.setResultsDir(str(folder / "results"))
-        analysis = opensim.StaticOptimization()
-        analysis.setStartTime(float(start))
-        analysis.setEndTime(float(end))
-        analysis.setUseModelForceSet(True)
-        analysis.setActivationExponent(2.0)
-        analysis.setUseMusclePhysiology(True)
-        analysis.setStepInterval(int(step_interval))
-        tool.getAnalysisSet().cloneAndAppend(analysis)
+        tool = analyze_tool(model, motion, external_loads, force_set_files, start=start, end=end, lowpass=lowpass,
+                            results=folder / "results")
+        tool.getAnalysisSet().cloneAndAppend(static_optimization_analysis(start, end, step_interval))
         setup = folder / "setup.xml"
         tool.printToXML(str(setup))
         began = time.perf_counter()
@@ -259,6 +239,47 @@ def opensim_static_optimization(model: str, motion: str, external_loads: str | N
         forces=forces.data[:, force_columns], converged=np.ones(len(activations.time), bool),
         wall_s=wall, timing_note="OpenSim AnalyzeTool.run() with StaticOptimization: model loading, "
         "filtering, inverse dynamics and per-frame optimisation; child interpreter start-up excluded")
+
+
+def analyze_tool(model: str, motion: str, external_loads: str | None, force_set_files: list[str], *, start: float,
+                 end: float, lowpass: float | None, results: Path):
+    """An OpenSim ``AnalyzeTool`` named "trial", with no analysis yet: the model's force set plus
+    ``force_set_files``, the coordinates low-pass filtered at ``lowpass`` Hz (None: not filtered), results
+    written into ``results``. Run it from a setup file (``printToXML``): built in Python, it does not load
+    the motion."""
+    import opensim
+
+    tool = opensim.AnalyzeTool()
+    tool.setName("trial")
+    tool.setModelFilename(str(Path(model).resolve()))
+    tool.setCoordinatesFileName(str(Path(motion).resolve()))
+    tool.setLowpassCutoffFrequency(-1.0 if lowpass is None else float(lowpass))
+    tool.setInitialTime(float(start))
+    tool.setFinalTime(float(end))
+    tool.setReplaceForceSet(False)
+    files = opensim.ArrayStr()
+    for name in force_set_files:
+        files.append(str(Path(name).resolve()))
+    tool.setForceSetFiles(files)
+    if external_loads:
+        tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
+    tool.setResultsDir(str(results))
+    return tool
+
+
+def static_optimization_analysis(start: float, end: float, step_interval: int = 1):
+    """OpenSim's ``StaticOptimization`` analysis as this package solves it: activation exponent 2, muscle
+    physiology on, the model's force set."""
+    import opensim
+
+    analysis = opensim.StaticOptimization()
+    analysis.setStartTime(float(start))
+    analysis.setEndTime(float(end))
+    analysis.setUseModelForceSet(True)
+    analysis.setActivationExponent(2.0)
+    analysis.setUseMusclePhysiology(True)
+    analysis.setStepInterval(int(step_interval))
+    return analysis
 
 
 def force_table(result: StaticOptimizationResult, name: str) -> StorageTable:

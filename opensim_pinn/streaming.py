@@ -137,19 +137,11 @@ class FrameStep(nn.Module):
         self.n_windows = math.ceil(self.window / self.stride)
         self.n_frames = min(int(lookahead_frames), self.window - 1) + 1
         self.n_coordinates = len(trainer.coordinates)
-        self.network = copy.deepcopy(network).cpu().float().eval()
+        take_inference_parts(self, trainer)
         gru = self.network.gru
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             self.register_buffer(f"{name}_forward", getattr(gru, f"{name}_l0").detach().clone())
             self.register_buffer(f"{name}_backward", getattr(gru, f"{name}_l0_reverse").detach().clone())
-        self.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
-        lower, upper = trainer._bounds("cpu")
-        self.register_buffer("lower", lower)
-        self.register_buffer("upper", upper)
-        self.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
 
     def forward(self, features: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor):
         frame = self.network.frame_features(((features - self.mean) / self.std).unsqueeze(0))[0]  # (K, D)
@@ -169,6 +161,21 @@ class FrameStep(nn.Module):
         c = self.n_coordinates
         forces = self.muscles.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
         return activations, forces, forward_state
+
+
+def take_inference_parts(module: nn.Module, trainer) -> None:
+    """Give ``module`` frozen float32 CPU copies of what inference needs from a fitted ``trainer``: ``network``,
+    the input normalisation ``mean`` and ``std`` (n_features,), the activation bounds ``lower`` and ``upper``
+    (n_muscles,) and the muscle module ``muscles``."""
+    module.network = copy.deepcopy(trainer.network).cpu().float().eval()
+    module.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
+    module.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
+    lower, upper = trainer._bounds("cpu")
+    module.register_buffer("lower", lower)
+    module.register_buffer("upper", upper)
+    module.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
 
 
 def streaming_window(trainer) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from opensim_pinn.static_opt import analyze_tool, static_optimization_analysis
+
 
 def joint_reaction(model: str, motion: str, external_loads: str | None, reserves: str | None, forces_file: str,
                    joints: list[str], start: float, end: float, lowpass: float) -> dict[str, np.ndarray]:
@@ -32,21 +34,8 @@ def joint_reaction(model: str, motion: str, external_loads: str | None, reserves
         folder = Path(folder)
         log_file = folder / "opensim_messages.log"
         opensim.Logger.addFileSink(str(log_file))
-        tool = opensim.AnalyzeTool()
-        tool.setName("trial")
-        tool.setModelFilename(str(Path(model).resolve()))
-        tool.setCoordinatesFileName(str(Path(motion).resolve()))
-        tool.setLowpassCutoffFrequency(float(lowpass))
-        tool.setInitialTime(float(start))
-        tool.setFinalTime(float(end))
-        tool.setReplaceForceSet(False)
-        files = opensim.ArrayStr()
-        if reserves:
-            files.append(str(Path(reserves).resolve()))
-        tool.setForceSetFiles(files)
-        if external_loads:
-            tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
-        tool.setResultsDir(str(folder / "results"))
+        tool = analyze_tool(model, motion, external_loads, [reserves] if reserves else [], start=start, end=end,
+                            lowpass=lowpass, results=folder / "results")
         analysis = opensim.JointReaction()
         analysis.setName("JointReaction")
         analysis.setForcesFileName(str(Path(forces_file).resolve()))
@@ -91,29 +80,9 @@ def opensim_so_forces(model: str, motion: str, external_loads: str | None, reser
     quiet_opensim()
     with tempfile.TemporaryDirectory(prefix="static_optimization_") as folder:
         folder = Path(folder)
-        tool = opensim.AnalyzeTool()
-        tool.setName("trial")
-        tool.setModelFilename(str(Path(model).resolve()))
-        tool.setCoordinatesFileName(str(Path(motion).resolve()))
-        tool.setLowpassCutoffFrequency(float(lowpass))
-        tool.setInitialTime(float(start))
-        tool.setFinalTime(float(end))
-        tool.setReplaceForceSet(False)
-        files = opensim.ArrayStr()
-        if reserves:
-            files.append(str(Path(reserves).resolve()))
-        tool.setForceSetFiles(files)
-        if external_loads:
-            tool.setExternalLoadsFileName(str(Path(external_loads).resolve()))
-        tool.setResultsDir(str(folder / "results"))
-        analysis = opensim.StaticOptimization()
-        analysis.setStartTime(float(start))
-        analysis.setEndTime(float(end))
-        analysis.setUseModelForceSet(True)
-        analysis.setActivationExponent(2.0)
-        analysis.setUseMusclePhysiology(True)
-        analysis.setStepInterval(int(step_interval))
-        tool.getAnalysisSet().cloneAndAppend(analysis)
+        tool = analyze_tool(model, motion, external_loads, [reserves] if reserves else [], start=start, end=end,
+                            lowpass=lowpass, results=folder / "results")
+        tool.getAnalysisSet().cloneAndAppend(static_optimization_analysis(start, end, step_interval))
         tool.printToXML(str(folder / "setup.xml"))
         if not opensim.AnalyzeTool(str(folder / "setup.xml")).run():
             raise RuntimeError("AnalyzeTool with StaticOptimization failed")
