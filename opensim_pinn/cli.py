@@ -140,7 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "(give no other training option); on the CPU it ends with the weights of an "
                             "uninterrupted run (not with --time-limit)")
     _setup_option(train)
-    _trial_options(train, several=True, required=False, needed=" (needed unless --resume or --setup)")
+    _trial_options(train, several=True, required=False,
+                   needed=" (needed unless --manifest, --resume or --setup)")
+    train.add_argument("--manifest", metavar="TRIALS.csv|.toml",
+                       help="many trials of the model in one file, instead of --motion/--external-loads: a CSV "
+                            "with a header row 'motion,external_loads,start,end' (only motion is required; empty "
+                            "cells: none) or TOML [[trial]] tables with those keys; paths relative to the manifest")
+    train.add_argument("--validation", metavar="TRIALS.csv|.toml",
+                       help="a manifest of held-out trials: their physics loss (no labels) goes into history.csv "
+                            "every --validate-every epochs, and checkpoint.pt keeps the epoch with the lowest one")
+    train.add_argument("--validate-every", type=int, metavar="N",
+                       help="epochs between validations with --validation (default 10, and the last epoch)")
+    train.add_argument("--batch-windows", type=int, metavar="N",
+                       help="training windows per optimiser step, drawn across all trials (under torchrun: "
+                            "all processes together); default: all windows, one step per epoch")
     _reserves_option(train)
     _lowpass_option(train)
     _step_option(train)
@@ -268,7 +281,9 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train":
         from .train import train_network
 
-        summary = train_network(args.model, args.motion, args.external_loads, reserves=args.reserves,
+        summary = train_network(args.model, args.motion, args.external_loads, manifest=args.manifest,
+                                validation=args.validation, validate_every=args.validate_every,
+                                batch_windows=args.batch_windows, reserves=args.reserves,
                                 start=args.start, end=args.end, lowpass=args.lowpass, step_interval=args.step_interval,
                                 epochs=args.epochs,
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
@@ -410,9 +425,13 @@ def _check_train_options(args: argparse.Namespace) -> None:
         if given:
             raise InputError(f"--resume continues a run with the settings it began with; leave out {', '.join(given)}")
         return
-    missing = [f"--{name}" for name in ("model", "motion", "out") if getattr(args, name) is None]
+    if args.manifest is not None and (args.motion or args.external_loads):
+        raise InputError("give the trials with --manifest or with --motion/--external-loads, not both")
+    trials = "manifest" if args.manifest is not None else "motion"
+    missing = [f"--{name}" for name in ("model", trials, "out") if getattr(args, name) is None]
     if missing:
-        raise InputError(f"train needs {', '.join(missing)} (or --resume RUN_DIR); see 'opensim-pinn train --help'")
+        raise InputError(f"train needs {', '.join(missing)} (or --manifest FILE instead of --motion, or --resume "
+                         "RUN_DIR); see 'opensim-pinn train --help'")
     if args.snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {args.snapshot_every}")
 

@@ -22,13 +22,15 @@ from .errors import InputError
 from .external_loads import check_same_loads
 from .network import NetworkConfig
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
-from .trainer import DEFAULT_EPOCHS, TrainConfig, Trainer, check_device
+from .trainer import DEFAULT_EPOCHS, DEFAULT_VALIDATE_EVERY, TrainConfig, Trainer, check_device
 
 TRAIN_OUTPUTS = ("checkpoint.pt", "history.csv")
 """What :func:`train_network` writes into its output folder."""
 
 
-def train_network(model: str, motions, external_loads=None, *, reserves: str | None = None,
+def train_network(model: str, motions=None, external_loads=None, *, manifest: str | Path | None = None,
+                  validation: str | Path | None = None, validate_every: int | None = None,
+                  batch_windows: int | None = None, reserves: str | None = None,
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
@@ -46,6 +48,17 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     motions : path or list of paths
         Inverse-kinematics motions (one trial each).
     external_loads : path, list of paths (one per motion, None entries allowed) or None
+    manifest : path, optional
+        A CSV or TOML manifest of the trials (:mod:`opensim_pinn.manifest`), instead of
+        ``motions`` and ``external_loads``; its per-trial start and end win over ``start``, ``end``.
+    validation : path, optional
+        A manifest of held-out trials: their physics loss (label-free) goes into
+        ``history.csv`` every ``validate_every`` epochs, and the checkpoint keeps
+        the weights of the epoch with the lowest one (``best_epoch`` in the summary).
+    validate_every : int, optional
+        Epochs between validations (default :data:`~opensim_pinn.trainer.DEFAULT_VALIDATE_EVERY`).
+    batch_windows : int, optional
+        Windows per optimiser step, drawn across the trials (default: all of them, one step per epoch).
     reserves : path, "auto" or None
         Reserve/residual actuators (OpenSim ForceSet file) appended to the model.
     start, end : float, optional
@@ -77,10 +90,20 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
     from .outputs import OutputFolder
     from .snapshots import RESUME_FILE, check_not_training, interrupted
 
+    from .manifest import read_manifest
+
     check_device(device)
-    motions = [motions] if isinstance(motions, (str, Path)) else list(motions)
+    windows = names = None
+    if manifest is not None:
+        if motions or external_loads:
+            raise InputError("give the trials with --manifest or with --motion/--external-loads, not both")
+        listed = read_manifest(manifest)
+        motions, external_loads = [t.motion for t in listed], [t.external_loads for t in listed]
+        windows = [[start if t.start is None else t.start, end if t.end is None else t.end] for t in listed]
+        names = [t.name for t in listed]
+    motions = [motions] if isinstance(motions, (str, Path)) else list(motions or [])
     if not motions:
-        raise InputError("give at least one --motion")
+        raise InputError("give at least one --motion, or a --manifest")
     if external_loads is None or isinstance(external_loads, (str, Path)):
         external_loads = [external_loads] * len(motions)
     external_loads = list(external_loads)
@@ -93,6 +116,13 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         raise InputError(f"--epochs must be 1 or more, got {epochs}")
     if snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
+    if validate_every is not None and validation is None:
+        raise InputError("--validate-every needs --validation MANIFEST (the held-out trials)")
+    if validate_every is not None and validate_every < 1:
+        raise InputError(f"--validate-every must be 1 or more, got {validate_every}")
+    if batch_windows is not None and batch_windows < 1:
+        raise InputError(f"--batch-windows must be 1 or more, got {batch_windows}")
+    held_out = [] if validation is None else read_manifest(validation)
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
     check_not_training(out)
     if interrupted(out) and not force:
@@ -107,7 +137,13 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                  "reserves": reserves if reserves in (None, "auto") else absolute(reserves),
                  "start": start, "end": end, "lowpass": lowpass, "step_interval": step_interval,
                  "epochs": epochs or DEFAULT_EPOCHS, "time_limit": time_limit, "seed": seed, "device": device,
-                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every}
+                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every,
+                 "windows": windows or [[start, end]] * len(motions), "batch_windows": batch_windows,
+                 "names": names,
+                 "validation": [{"name": t.name, "motion": str(t.motion), "external_loads": absolute(t.external_loads),
+                                 "window": [start if t.start is None else t.start, end if t.end is None else t.end]}
+                                for t in held_out],
+                 "validate_every": validate_every or DEFAULT_VALIDATE_EVERY}
     return _run_training(arguments, Path(out), progress=progress)
 
 
@@ -148,21 +184,16 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     from .outputs import OutputFolder
     from .paths import PathPolynomial, load_or_fit_paths
     from .snapshots import RESUME_FILE, file_digests, input_files, training_lock, write_snapshot
-    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+    from .trial import load_model_info
 
     began = time.perf_counter()
-    window = {name: settings[name] for name in ("start", "end", "lowpass", "step_interval")}
     info = load_model_info(settings["model"], settings["reserves"])
-    trial_files = list(zip(settings["motions"], settings["external_loads"]))
-    checked = [load_kinematics(info, motion, loads, **window)  # every input checked before the long work
-               for motion, loads in trial_files]
-    check_same_loads(checked)
-    trials = []
-    for (motion, loads), kinematics in zip(trial_files, checked):
-        trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
-                                               reserves=settings["reserves"], **window),
-                                 info=info, kinematics=kinematics)
-        trials.append(trial)
+    trial_windows = settings.get("windows") or [[settings["start"], settings["end"]]] * len(settings["motions"])
+    listed = list(zip(settings["motions"], settings["external_loads"], trial_windows))
+    held_out = [(v["motion"], v["external_loads"], v["window"]) for v in settings.get("validation", [])]
+    trials = _prepare_trials(settings, info, listed, settings.get("names"), progress=progress, what="trials")
+    validation = _prepare_trials(settings, info, held_out, [v["name"] for v in settings.get("validation", [])],
+                                 progress=progress, what="validation trials")
     prepared = time.perf_counter()
     if snapshot is not None:
         polynomials = [PathPolynomial.from_dict(p) for p in snapshot["path_polynomials"]]
@@ -175,13 +206,18 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     fitted = time.perf_counter()
     config = TrainConfig(epochs=settings["epochs"], time_limit_s=settings["time_limit"], seed=settings["seed"],
                          device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]))
-    digests = snapshot["inputs"] if snapshot is not None else file_digests(input_files(settings))  # checked
+    config.batch_windows = settings.get("batch_windows")
+    validation_files = input_files({**settings, "motions": [m for m, _, _ in held_out],
+                                    "external_loads": [x for _, x, _ in held_out]})
+    digests = snapshot["inputs"] if snapshot is not None else file_digests(
+        list(dict.fromkeys(input_files(settings) + validation_files)))  # checked
     stored_polynomials = [p.to_dict() for p in polynomials]
     with training_lock(out):
         trainer = Trainer(config, progress=progress).fit(
             trials, info, muscle_model, polynomials=polynomials,
             resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
-            snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
+            snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training),
+            validation=validation or None, validate_every=settings.get("validate_every", DEFAULT_VALIDATE_EVERY))
         trained = time.perf_counter()
         with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
             trainer.save(staging / "checkpoint.pt")
@@ -195,9 +231,42 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
         "epochs": len(trainer.history), "architecture": settings["architecture"],
         "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
         "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
+        **({"validation_trials": [t.name for t in validation], "best_epoch": trainer.best_epoch,
+            "best_validation_loss": next(row["validation_total"] for row in trainer.history
+                                         if row["epoch"] == trainer.best_epoch)} if validation else {}),
         "wall_s": {"trials": round(prepared - began, 3), "paths": round(fitted - prepared, 3),
                    "training": round(trained - fitted, 3), "total": round(time.perf_counter() - began, 3)},
     }
+
+
+def _prepare_trials(settings: dict, info, listed, names, *, progress: bool, what: str) -> list:
+    """Trials (inverse dynamics with OpenSim, cached) of ``listed`` (motion, external loads, [start, end]),
+    named ``names`` (a manifest's) or after their motions (``None``).
+
+    Every motion is read and checked before the first inverse dynamics runs.
+    """
+    from tqdm.auto import tqdm
+
+    from .trial import TrialSettings, load_kinematics, prepare_trial
+
+    if not listed:
+        return []
+    common = {"lowpass": settings["lowpass"], "step_interval": settings["step_interval"]}
+    checked = [load_kinematics(info, motion, loads, start=window[0], end=window[1], **common)
+               for motion, loads, window in listed]
+    check_same_loads(checked)
+    trials = []
+    for (motion, loads, window), kinematics in tqdm(list(zip(listed, checked)), desc=f"preparing {what}",
+                                                     unit="trial", disable=not progress or len(listed) < 2,
+                                                     leave=False):
+        trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
+                                               reserves=settings["reserves"], start=window[0], end=window[1],
+                                               **common),
+                                 info=info, kinematics=kinematics)
+        trials.append(trial)
+    for trial, name in zip(trials, names or []):
+        trial.name = name
+    return trials
 
 
 def _training_agreement(trainer: Trainer, trials, info, muscle_model) -> dict:

@@ -38,8 +38,14 @@ How the optimisation is made to converge (the loss is unchanged):
 - Trials are cut into windows of :attr:`TrainConfig.window` frames that overlap by
   half (the BiGRU's time window); the per-frame encoder runs once per frame, the
   BiGRU per window; predictions blend overlapping windows.
-- Adam, linear warm-up then cosine decay of the learning rate, full batch
-  (every window of every trial at each step).
+- Adam, linear warm-up then cosine decay of the learning rate. Full batch (every
+  window of every trial at each step) unless :attr:`TrainConfig.batch_windows`
+  is smaller than the corpus: each epoch then shuffles the windows of all
+  trials (a :class:`torch.utils.data.DistributedSampler`, seeded per epoch, so a
+  resumed run draws the same batches) and takes one step per batch, with the
+  curvatures computed per batch (memory bounded by the batch, not the corpus).
+  Under ``torchrun`` the batches are shared among the processes
+  (:mod:`opensim_pinn.distributed`).
 
 The loss terms in :attr:`Trainer.history` are means over the frames of the training
 windows (a frame in two overlapping windows counts twice).
@@ -84,11 +90,16 @@ log = logging.getLogger(__name__)
 DEFAULT_EPOCHS = 1000
 """Training epochs (full-batch steps) when none are given: enough for every shared case."""
 
+DEFAULT_VALIDATE_EVERY = 10
+"""Epochs between held-out validations when training with validation trials."""
+
 CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
 CHECKPOINT_VERSION = 1
 
 HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
                    "total", "control_fit")
+VALIDATION_COLUMNS = ("validation_dynamics", "validation_performance", "validation_boundary", "validation_total")
+"""History columns of the held-out physics loss (epochs with a validation, when trained with one)."""
 
 
 @dataclass
@@ -131,6 +142,10 @@ class TrainConfig:
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
         to a logit where no gradient can bring it back.
+    batch_windows : int or None
+        Windows per optimiser step, drawn across all trials (in all processes
+        together under ``torchrun``); ``None``, or at least the corpus's windows:
+        full batch, one step per epoch.
     network : NetworkConfig
     """
 
@@ -147,6 +162,7 @@ class TrainConfig:
     damping: float = 1e-6
     logit_limit: float = 10.0
     threads: int | None = 1
+    batch_windows: int | None = None
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def to_dict(self) -> dict:
@@ -209,6 +225,26 @@ def window_index(n_frames: int, window: int | None, *, device=None) -> torch.Ten
     return starts[:, None] + torch.arange(spans[0][1] - spans[0][0], device=device)
 
 
+def window_batches(counts: list[int], batch_windows: int | None, seed: int, epoch: int, *, rank: int = 0,
+                   world: int = 1) -> list[list[tuple[int, int]]]:
+    """This process's batches of an epoch: lists of (trial, window) pairs, ``batch_windows / world`` each.
+
+    ``counts`` are the trials' numbers of windows. The windows of all trials are
+    shuffled by a :class:`~torch.utils.data.DistributedSampler` (seeded by
+    ``seed`` and ``epoch``, the same order in every process) and dealt out to the
+    ``world`` processes; the ``k``-th batches of all processes together are the
+    ``k``-th batch of one process with ``world = 1``. ``None``: one batch of all windows.
+    """
+    from torch.utils.data import DistributedSampler
+
+    pairs = [(trial, window) for trial, count in enumerate(counts) for window in range(count)]
+    sampler = DistributedSampler(pairs, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    mine = [pairs[i] for i in sampler]
+    size = len(mine) if batch_windows is None else max(1, batch_windows // world)
+    return [mine[i:i + size] for i in range(0, len(mine), size)]
+
+
 def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> torch.Tensor:
     """Per-frame Hessian of the loss with respect to the activations, (n_frames, n_muscles, n_muscles).
 
@@ -266,7 +302,9 @@ class Trainer:
     lowpass : float or None
         Low-pass cut-off (Hz) of the training trials' coordinates (predictions use the same).
     history : list of dict
-        One row per epoch: :data:`HISTORY_COLUMNS`.
+        One row per epoch: :data:`HISTORY_COLUMNS` (and :data:`VALIDATION_COLUMNS` on validated epochs).
+    best_epoch : int or None
+        With validation trials: the epoch whose weights the network holds (lowest held-out loss).
     state_variables : list of str or None
         The model's OpenSim state variable names (from the model description),
         so that predicted states files hold exactly the model's muscle states.
@@ -280,7 +318,8 @@ class Trainer:
 
     # ---- fitting ------------------------------------------------------------------
     def fit(self, trials, info, muscle_model, *, polynomials=None, resume: dict | None = None,
-            snapshot=None, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> "Trainer":
+            snapshot=None, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY, validation=None,
+            validate_every: int = DEFAULT_VALIDATE_EVERY, distributed=None) -> "Trainer":
         """Train on ``trials`` (list of :class:`~opensim_pinn.trial.Trial` of the model ``info``).
 
         Parameters
@@ -294,14 +333,27 @@ class Trainer:
         resume : dict, optional
             :meth:`training_state` of an interrupted fit with the same trials and
             settings: training goes on after its last epoch, as if never stopped
-            (exactly so on the CPU: full-batch training draws no random numbers
-            once the network is initialised, unless ``config.network.dropout`` > 0).
+            (exactly so on the CPU: the batches of an epoch are drawn from a
+            generator seeded by ``config.seed`` and the epoch, and the network
+            draws no random numbers once initialised, unless
+            ``config.network.dropout`` > 0).
         snapshot : callable, optional
             Called with :meth:`training_state` before the first epoch and then
             every ``snapshot_every`` epochs.
+        validation : list of Trial, optional
+            Held-out trials of the model: every ``validate_every`` epochs and at
+            the last, the physics loss of the network's predictions on them (label-free,
+            means over their frames) goes into :attr:`history` (:data:`VALIDATION_COLUMNS`),
+            and the network ends with the weights of the validated epoch with the
+            lowest validation ``total`` (:attr:`best_epoch`).
+        distributed : opensim_pinn.distributed.Distributed, optional
+            This process's place under ``torchrun``: each takes its share of every
+            batch, DistributedDataParallel averages the gradients.
         """
         config = self.config
         device = check_device(config.device)
+        if distributed is not None:
+            device = distributed.device_for(device)
         trials = list(trials)
         if not trials:
             raise ValueError("no trials to train on")
@@ -313,30 +365,32 @@ class Trainer:
         self.feature_std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(self.feature_mean)), std, 1.0)
 
         loss = self._loss(device)
-        n_muscles = len(self.muscles)
-        batches = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), ...
+        corpus = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), targets
         physics = [self.targets(trial) for trial in trials]
         for trial, feature, exact in zip(trials, features, physics):
-            target = exact.to(device=device, dtype=torch.float32)
-            index = window_index(len(trial.time), config.window, device=device)
-            x = torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device)
-            batches.append((x, index, target[index], curvature(loss, target, n_muscles)[index]))
-        n_frames = sum(index.numel() for _, index, _, _ in batches)
+            corpus.append((torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device),
+                           window_index(len(trial.time), config.window, device=device),
+                           exact.to(device=device, dtype=torch.float32)))
         self.control_scale = control_scale(physics)
         del physics, exact  # the float64 copies are not needed while training
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
-                                         n_muscles, len(self.actuators)).to(device)
+                                         len(self.muscles), len(self.actuators)).to(device)
+        held_out = self._validation_data(validation) if validation else None
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
-        self.history = []
+        self.history, self.best_epoch, self._best = [], None, None
         if resume is not None:
             self.network.load_state_dict(resume["network_state"])
             self.optimizer.load_state_dict(resume["optimizer_state"])
             self.history = list(resume["history"])
+            self._best = resume.get("best")
         with torch_threads(config.threads):
-            self._train(batches, loss, n_frames, snapshot, snapshot_every)
+            self._train(corpus, loss, snapshot, snapshot_every, held_out, validate_every, distributed)
+        if self._best is not None:  # the validated epoch with the lowest held-out loss
+            self.network.load_state_dict(self._best["network_state"])
+            self.best_epoch = self._best["epoch"]
         self.network.eval()
         return self
 
@@ -347,67 +401,126 @@ class Trainer:
         """
         return {"epochs_done": len(self.history),
                 "network_state": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
-                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history)}
+                "optimizer_state": self.optimizer.state_dict(), "history": list(self.history), "best": self._best}
 
-    def _train(self, batches, loss: PhysicsLoss, n_frames: int, snapshot, snapshot_every: int) -> None:
+    def _train(self, corpus, loss: PhysicsLoss, snapshot, snapshot_every: int, held_out, validate_every: int,
+               distributed) -> None:
         from tqdm.auto import tqdm
 
         config = self.config
         lower, upper = loss.min_control, loss.max_control
         scale = torch.as_tensor(self.control_scale, dtype=torch.float32, device=lower.device)
-        warmup_steps = max(1, int(config.warmup * config.epochs))
+        n_muscles = len(self.muscles)
+        counts = [index.shape[0] for _, index, _ in corpus]
+        world = 1 if distributed is None else distributed.world_size
+        full_batch = distributed is None and (config.batch_windows is None or config.batch_windows >= sum(counts))
+        if full_batch:  # one step per epoch; the curvatures of the whole corpus are computed once
+            groups = [(x, index, target[index], curvature(loss, target, n_muscles)[index])
+                      for x, index, target in corpus]
+            n_steps = 1
+        else:
+            module = _WindowNetwork(self.network)
+            module = module if distributed is None else distributed.wrap(module)
+            n_steps = len(window_batches(counts, config.batch_windows, config.seed, 0,
+                                         rank=0 if distributed is None else distributed.rank, world=world))
+        total_steps = config.epochs * n_steps
+        warmup_steps = max(1, int(config.warmup * total_steps))
         first = len(self.history)
         began = time.perf_counter() - (self.history[-1]["wall_s"] if self.history else 0.0)
         bar = tqdm(total=config.epochs, initial=first, desc="training", unit="epoch", disable=not self.progress,
                    leave=False, mininterval=0.5)
         self.network.train()
+        names = ("dynamics", "performance", "boundary", "total", "control_fit")
         try:
             for epoch in range(first, config.epochs):
                 if snapshot is not None and epoch % snapshot_every == 0:
                     snapshot(self.training_state())
                 elapsed = time.perf_counter() - began
-                if config.time_limit_s is not None and elapsed >= config.time_limit_s:
+                stop = config.time_limit_s is not None and elapsed >= config.time_limit_s
+                if distributed is not None:  # every process stops at the same epoch
+                    stop = bool(distributed.sum(torch.tensor([float(stop)]))[0] > 0)
+                if stop:
                     log.info("training: time limit reached after %d epochs (%.0f s)", epoch, elapsed)
                     break
-                progress = epoch / config.epochs
-                if config.time_limit_s is not None:
-                    progress = max(progress, elapsed / config.time_limit_s)
-                rate = config.learning_rate * min(1.0, (epoch + 1) / warmup_steps) \
-                    * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-                damping = config.initial_damping * (config.damping / config.initial_damping) ** min(
-                    1.0, progress / 0.5)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = rate
-                self.optimizer.zero_grad(set_to_none=True)
-                totals = dict.fromkeys(("dynamics", "performance", "boundary", "total", "control_fit"), 0.0)
-                for x, index, target, hessian in batches:
-                    share = index.numel() / n_frames
-                    logits, head = self._window_outputs(x, index)
-                    slope = torch.sigmoid(logits)
-                    activations = lower + (upper - lower) * slope
-                    terms = loss(activations, target)
-                    for name in terms:
-                        totals[name] += share * float(terms[name].detach())
-                    control_fit = logits.new_zeros(())
-                    if head is not None:  # the actuator head's auxiliary term (see the module docstring)
-                        with torch.no_grad():
-                            least_cost, _ = loss.controls(activations, target)
-                        control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
-                        totals["control_fit"] += share * float(control_fit.detach())
-                    if config.precondition:
-                        # Gradient of each frame's own loss, then the damped Newton direction in logit space.
-                        gradient, = torch.autograd.grad(terms["total"] * index.numel(), activations,
-                                                        retain_graph=True)
-                        with torch.no_grad():
-                            direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
-                                                          hessian, damping)
-                            direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
-                        ((logits * direction).sum().div(n_frames) + share * control_fit).backward()
+                if full_batch:
+                    steps = [None]
+                else:
+                    steps = window_batches(counts, config.batch_windows, config.seed, epoch,
+                                           rank=0 if distributed is None else distributed.rank, world=world)
+                sums = torch.zeros(len(names) + 1, dtype=torch.float64)  # frame-weighted loss terms, frames
+                for number, step in enumerate(steps):
+                    done = epoch * n_steps + number
+                    progress = done / total_steps
+                    if config.time_limit_s is not None:
+                        progress = max(progress, elapsed / config.time_limit_s)
+                    rate = config.learning_rate * min(1.0, (done + 1) / warmup_steps) \
+                        * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+                    damping = config.initial_damping * (config.damping / config.initial_damping) ** min(
+                        1.0, progress / 0.5)
+                    if number == 0:
+                        epoch_rate, epoch_damping = rate, damping
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = rate
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if full_batch:
+                        n_frames = sum(index.numel() for _, index, _, _ in groups)
+                        pieces = ((self._window_outputs(x, index), target, hessian)
+                                  for x, index, target, hessian in groups)  # one trial's graph at a time
                     else:
-                        ((terms["total"] + control_fit) * share).backward()
-                self.optimizer.step()
-                self.history.append({"epoch": epoch + 1, "wall_s": round(time.perf_counter() - began, 3),
-                                     "learning_rate": rate, "damping": damping, **totals})
+                        inputs, targets, hessians = self._batch(corpus, step, loss)
+                        n_frames = sum(t.tau.shape[0] * t.tau.shape[1] for t in targets)
+                        if distributed is not None:  # the frames of the whole batch, all processes together
+                            n_frames = int(distributed.sum(torch.tensor([float(n_frames)]))[0])
+                        pieces = zip(module(inputs), targets, hessians)
+                    totals = dict.fromkeys(names, 0.0)
+                    objective, mine = 0.0, 0
+                    for (logits, head), target, hessian in pieces:
+                        frames = logits.shape[0] * logits.shape[1]
+                        mine += frames
+                        share = frames / n_frames
+                        slope = torch.sigmoid(logits)
+                        activations = lower + (upper - lower) * slope
+                        terms = loss(activations, target)
+                        for name in terms:
+                            totals[name] += share * float(terms[name].detach())
+                        control_fit = logits.new_zeros(())
+                        if head is not None:  # the actuator head's auxiliary term (see the module docstring)
+                            with torch.no_grad():
+                                least_cost, _ = loss.controls(activations, target)
+                            control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
+                            totals["control_fit"] += share * float(control_fit.detach())
+                        if config.precondition:
+                            # Gradient of each frame's own loss, then the damped Newton direction in logit space.
+                            gradient, = torch.autograd.grad(terms["total"] * frames, activations, retain_graph=True)
+                            with torch.no_grad():
+                                direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
+                                                              hessian, damping)
+                                direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
+                            part = (logits * direction).sum().div(n_frames) + share * control_fit
+                        else:
+                            part = (terms["total"] + control_fit) * share
+                        if full_batch:
+                            part.backward()
+                        else:  # one backward per step (DistributedDataParallel's all-reduce); it averages
+                            objective = objective + part * world  # over processes: scaled to the batch's sum
+                    if not full_batch:
+                        objective.backward()
+                    self.optimizer.step()
+                    sums += torch.tensor([*(totals[name] * n_frames for name in names), mine],
+                                         dtype=torch.float64)  # this process's frame-weighted sums, frames
+                if distributed is not None:
+                    sums = distributed.sum(sums)
+                totals = {name: float(sums[i] / sums[-1]) for i, name in enumerate(names)} \
+                    if n_steps > 1 or distributed is not None else totals
+                row = {"epoch": epoch + 1, "wall_s": round(time.perf_counter() - began, 3),
+                       "learning_rate": epoch_rate, "damping": epoch_damping, **totals}
+                if held_out is not None and ((epoch + 1) % validate_every == 0 or epoch == config.epochs - 1):
+                    row.update(self._validation_loss(held_out, loss))
+                    if self._best is None or row["validation_total"] < self._best["total"]:
+                        self._best = {"epoch": epoch + 1, "total": row["validation_total"],
+                                      "network_state": {k: v.detach().cpu().clone()
+                                                        for k, v in self.network.state_dict().items()}}
+                self.history.append(row)
                 bar.update(1)
                 if epoch % 10 == 0 or epoch == config.epochs - 1:
                     bar.set_postfix({k[:4]: f"{v:.4g}" for k, v in totals.items()}, refresh=False)
@@ -416,6 +529,54 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         log.info("training: %d epochs in %.1f s, loss %s", len(self.history), time.perf_counter() - began,
                  ", ".join(f"{k} {last.get(k, float('nan')):.4g}" for k in ("dynamics", "performance", "total")))
+
+    def _batch(self, corpus, step, loss: PhysicsLoss):
+        """Network inputs (n_windows, window, n_features), targets and curvatures (n_windows, window, M, M)
+        of the (trial, window) pairs ``step``, one of each per window length.
+
+        The curvatures are computed here, for the batch's frames only: memory follows the batch, not the corpus.
+        """
+        n_muscles = len(self.muscles)
+        by_trial: dict[int, list[int]] = {}
+        for trial, window in step:
+            by_trial.setdefault(trial, []).append(window)
+        by_length: dict[int, tuple[list, list, list]] = {}
+        for trial, chosen in by_trial.items():
+            x, index, target = corpus[trial]
+            frames = index[torch.tensor(chosen, device=index.device)]
+            hessian = curvature(loss, target[frames.reshape(-1)], n_muscles).reshape(*frames.shape, n_muscles,
+                                                                                      n_muscles)
+            inputs, targets, hessians = by_length.setdefault(frames.shape[1], ([], [], []))
+            inputs.append(x[frames])
+            targets.append(target[frames])
+            hessians.append(hessian)
+        return ([torch.cat(inputs) for inputs, _, _ in by_length.values()],
+                [_concatenate(targets) for _, targets, _ in by_length.values()],
+                [torch.cat(hessians) for _, _, hessians in by_length.values()])
+
+    def _validation_data(self, trials) -> list[tuple[torch.Tensor, PhysicsTargets]]:
+        """Normalised features and float32 loss targets of held-out trials, on the network's device."""
+        device = next(self.network.parameters()).device
+        data = []
+        for trial in trials:
+            if list(trial.actuators) != self.actuators:
+                raise InputError(f"validation trial {trial.name}: actuators differ from the training trials'; "
+                                 "prepare it with the same reserves")
+            self.check_kinematics(trial)
+            data.append((self.features(trial), self.targets(trial).to(device=device, dtype=torch.float32)))
+        return data
+
+    def _validation_loss(self, held_out, loss: PhysicsLoss) -> dict:
+        """The physics loss terms of the network's predictions on held-out trials, means over their frames."""
+        self.network.eval()
+        sums, n_frames = dict.fromkeys(VALIDATION_COLUMNS, 0.0), 0
+        for features, target in held_out:
+            terms = loss(self.activations(features), target)
+            for column in VALIDATION_COLUMNS:
+                sums[column] += features.shape[0] * float(terms[column.removeprefix("validation_")])
+            n_frames += features.shape[0]
+        self.network.train()
+        return {column: value / n_frames for column, value in sums.items()}
 
     # ---- prediction ---------------------------------------------------------------
     def predict(self, kinematics) -> np.ndarray:
@@ -526,6 +687,7 @@ class Trainer:
             "control_scale": np.asarray(self.control_scale, float).tolist(),
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
+            "best_epoch": getattr(self, "best_epoch", None),
         }
 
     def save(self, path: str | Path) -> None:
@@ -595,16 +757,22 @@ class Trainer:
         trainer.network.eval()
         trainer.state_variables = state.get("state_variables")
         trainer.history = list(state.get("history", []))
+        trainer.best_epoch = state.get("best_epoch")
         return trainer
 
     def write_history(self, path: str | Path) -> None:
-        """Write :attr:`history` as CSV (one row per epoch)."""
+        """Write :attr:`history` as CSV (one row per epoch); with validation, its columns too (empty on
+        epochs without one), and ``best`` marks the epoch whose weights the network kept (:attr:`best_epoch`)."""
+        validated = any(VALIDATION_COLUMNS[-1] in row for row in self.history)
+        columns = HISTORY_COLUMNS + (VALIDATION_COLUMNS + ("best",) if validated else ())
+        best = getattr(self, "best_epoch", None)
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for row in self.history:
-                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                                 for k in HISTORY_COLUMNS})
+                row = {**row, "best": int(row["epoch"] == best)} if validated else row
+                writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row.get(k), float) else row.get(k, ""))
+                                 for k in columns})
 
     # ---- helpers ------------------------------------------------------------------
     def _set_model(self, info, muscle_model, polynomials, trials) -> None:
@@ -685,6 +853,23 @@ class Trainer:
         if mismatch:
             raise InputError(f"the external loads do not match the checkpoint's: {mismatch}; give loads on the "
                              f"bodies the network was trained with ({loads_description(self.grf_labels)})")
+
+
+class _WindowNetwork(torch.nn.Module):
+    """Both heads' outputs of batches of windows, in one ``forward`` (what DistributedDataParallel wraps)."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, inputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per batch of windows (n_windows, window, n_features): logits and actuator head outputs."""
+        return [self.network.sequence_outputs(self.network.frame_features(x)) for x in inputs]
+
+
+def _concatenate(targets: list[PhysicsTargets]) -> PhysicsTargets:
+    """Targets of several batches of windows, one after the other."""
+    return PhysicsTargets(*(torch.cat(values) for values in zip(*(vars(t).values() for t in targets))))
 
 
 def _blend(pieces: torch.Tensor, index: torch.Tensor, n_frames: int) -> torch.Tensor:
