@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-windows", type=int, metavar="N",
                        help="training windows per optimiser step, drawn across all trials (under torchrun: "
                             "all processes together); default: all windows, one step per epoch")
+    train.add_argument("--distributed", action="store_true",
+                       help="train in torchrun's processes with DistributedDataParallel (gloo on CPUs, NCCL on "
+                            "GPUs); automatic when torchrun started the process: 'torchrun --nproc_per_node N -m "
+                            "opensim_pinn train ...'")
     _reserves_option(train)
     _lowpass_option(train)
     _step_option(train)
@@ -277,7 +281,9 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train" and args.resume is not None:
         from .train import resume_training
 
-        print(json.dumps(resume_training(args.resume, progress=progress), indent=2, default=str))
+        summary = resume_training(args.resume, progress=progress, distributed=args.distributed)
+        if summary is not None:  # under torchrun, process 0 reports
+            print(json.dumps(summary, indent=2, default=str))
     elif args.command == "train":
         from .train import train_network
 
@@ -288,8 +294,10 @@ def run(args: argparse.Namespace) -> None:
                                 epochs=args.epochs,
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
                                 architecture=args.architecture, out=args.out, force=args.force,
-                                snapshot_every=args.snapshot_every, progress=progress)
-        print(json.dumps(summary, indent=2, default=str))
+                                snapshot_every=args.snapshot_every, progress=progress,
+                                distributed=args.distributed)
+        if summary is not None:  # under torchrun, process 0 reports
+            print(json.dumps(summary, indent=2, default=str))
     elif args.command == "predict":
         from .predict import predict
 
@@ -419,7 +427,7 @@ def _apply_setup(args: argparse.Namespace) -> None:
 def _check_train_options(args: argparse.Namespace) -> None:
     """``train`` needs --model, --motion and --out, unless it resumes a run (which brings its own settings)."""
     if args.resume is not None:
-        not_settings = {"command", "command_parser", "resume", "verbose", "quiet", "debug"}
+        not_settings = {"command", "command_parser", "resume", "verbose", "quiet", "debug", "distributed"}
         given = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
                  if name not in not_settings and value != args.command_parser.get_default(name)]
         if given:

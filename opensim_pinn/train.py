@@ -13,6 +13,7 @@ interrupted run as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from .errors import InputError
 from .external_loads import check_same_loads
 from .network import NetworkConfig
+from .distributed import session
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .trainer import DEFAULT_EPOCHS, DEFAULT_VALIDATE_EVERY, TrainConfig, Trainer, check_device
 
@@ -34,7 +36,8 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
-                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> dict:
+                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+                  distributed: bool = False) -> dict | None:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 
     While training, ``out/resume.pt`` holds a snapshot every ``snapshot_every``
@@ -78,6 +81,9 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
         Replace existing output files (and the snapshot of an interrupted run).
     snapshot_every : int
         Epochs between snapshots.
+    distributed : bool
+        Join the ``torchrun`` process group (also done without it when torchrun's
+        environment variables are set; see :mod:`opensim_pinn.distributed`).
 
     Returns
     -------
@@ -85,7 +91,8 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
         ``files``, ``n_frames``, ``epochs``, ``final_loss`` (last epoch's terms),
         ``wall_s`` (``trials``, ``paths``, ``training``, ``total``) and
         ``training_agreement``: per trial, the median R^2 of the network's muscle
-        forces against the project's fast Static Optimization on that trial.
+        forces against the project's fast Static Optimization on that trial. None in
+        ``torchrun`` processes other than process 0 (which alone writes and reports).
     """
     from .outputs import OutputFolder
     from .snapshots import RESUME_FILE, check_not_training, interrupted
@@ -123,7 +130,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     if batch_windows is not None and batch_windows < 1:
         raise InputError(f"--batch-windows must be 1 or more, got {batch_windows}")
     held_out = [] if validation is None else read_manifest(validation)
-    OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
+    OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()  # in every process before they meet (session)
     check_not_training(out)
     if interrupted(out) and not force:
         raise InputError(f"{out}: holds an interrupted training ({RESUME_FILE}); continue it with "
@@ -144,10 +151,11 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                                  "window": [start if t.start is None else t.start, end if t.end is None else t.end]}
                                 for t in held_out],
                  "validate_every": validate_every or DEFAULT_VALIDATE_EVERY}
-    return _run_training(arguments, Path(out), progress=progress)
+    with session(device, distributed) as ranks:
+        return _run_training(arguments, Path(out), progress=progress, ranks=ranks)
 
 
-def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
+def resume_training(run_dir: str | Path, *, progress: bool = True, distributed: bool = False) -> dict | None:
     """Continue the interrupted :func:`train_network` whose ``out`` was ``run_dir``.
 
     The run's arguments and path polynomials come from its snapshot
@@ -165,7 +173,7 @@ def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
     from .snapshots import check_not_training, read_snapshot
 
     check_not_training(run_dir)
-    snapshot = read_snapshot(run_dir)
+    snapshot = read_snapshot(run_dir)  # in every process, before they meet (session): the same file
     arguments = snapshot["arguments"]
     try:
         check_device(arguments["device"])
@@ -173,13 +181,16 @@ def resume_training(run_dir: str | Path, *, progress: bool = True) -> dict:
         raise InputError(f"{run_dir}: this training ran on {arguments['device']} and no CUDA GPU is available here; "
                          "resume it where there is one, or start again with --force --device cpu") from None
     OutputFolder(run_dir, list(TRAIN_OUTPUTS), force=arguments["force"]).check()
-    summary = _run_training(arguments, Path(run_dir), progress=progress, snapshot=snapshot)
-    return {**summary, "resumed_at_epoch": snapshot["training"]["epochs_done"]}
+    with session(arguments["device"], distributed) as ranks:
+        summary = _run_training(arguments, Path(run_dir), progress=progress, snapshot=snapshot, ranks=ranks)
+    return None if summary is None else {**summary, "resumed_at_epoch": snapshot["training"]["epochs_done"]}
 
 
-def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict | None = None) -> dict:
+def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict | None = None,
+                  ranks=None) -> dict | None:
     """Check every input, prepare the trials, fit the paths (unless resuming ``snapshot``), train
-    (writing snapshots) and write the outputs."""
+    (writing snapshots) and write the outputs. Under torchrun (``ranks``, a
+    :class:`~opensim_pinn.distributed.Distributed`), process 0 prepares first and alone writes and reports."""
     from .muscle import MusculoskeletalModel
     from .outputs import OutputFolder
     from .paths import PathPolynomial, load_or_fit_paths
@@ -187,21 +198,31 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     from .trial import load_model_info
 
     began = time.perf_counter()
-    info = load_model_info(settings["model"], settings["reserves"])
+    main = ranks is None or ranks.main
+    progress = progress and main
+    if ranks is not None and settings.get("batch_windows") and settings["batch_windows"] % ranks.world_size:
+        raise InputError(f"--batch-windows {settings['batch_windows']} is shared among {ranks.world_size} "
+                         "processes: make it a multiple of their number")
     trial_windows = settings.get("windows") or [[settings["start"], settings["end"]]] * len(settings["motions"])
     listed = list(zip(settings["motions"], settings["external_loads"], trial_windows))
     held_out = [(v["motion"], v["external_loads"], v["window"]) for v in settings.get("validation", [])]
-    trials = _prepare_trials(settings, info, listed, settings.get("names"), progress=progress, what="trials")
-    validation = _prepare_trials(settings, info, held_out, [v["name"] for v in settings.get("validation", [])],
-                                 progress=progress, what="validation trials")
-    prepared = time.perf_counter()
-    if snapshot is not None:
-        polynomials = [PathPolynomial.from_dict(p) for p in snapshot["path_polynomials"]]
-    else:
-        q = np.concatenate([t.q for t in trials])
-        reference_time = trials[0].time if len(trials) == 1 else np.arange(len(q)) * 0.01
-        polynomials = load_or_fit_paths(info.path, trials[0].coordinates, reference_time, q,
-                                        [m.name for m in info.muscles])
+
+    def prepare():  # the trials (OpenSim inverse dynamics, cached) and the muscle paths (fitted, cached)
+        info = load_model_info(settings["model"], settings["reserves"])
+        trials = _prepare_trials(settings, info, listed, settings.get("names"), progress=progress, what="trials")
+        validation = _prepare_trials(settings, info, held_out, [v["name"] for v in settings.get("validation", [])],
+                                     progress=progress, what="validation trials")
+        prepared = time.perf_counter()
+        if snapshot is not None:
+            polynomials = [PathPolynomial.from_dict(p) for p in snapshot["path_polynomials"]]
+        else:
+            q = np.concatenate([t.q for t in trials])
+            reference_time = trials[0].time if len(trials) == 1 else np.arange(len(q)) * 0.01
+            polynomials = load_or_fit_paths(info.path, trials[0].coordinates, reference_time, q,
+                                            [m.name for m in info.muscles])
+        return info, trials, validation, polynomials, prepared
+
+    info, trials, validation, polynomials, prepared = prepare() if ranks is None else ranks.first_on_main(prepare)
     muscle_model = MusculoskeletalModel(info, polynomials)
     fitted = time.perf_counter()
     config = TrainConfig(epochs=settings["epochs"], time_limit_s=settings["time_limit"], seed=settings["seed"],
@@ -212,13 +233,17 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     digests = snapshot["inputs"] if snapshot is not None else file_digests(
         list(dict.fromkeys(input_files(settings) + validation_files)))  # checked
     stored_polynomials = [p.to_dict() for p in polynomials]
-    with training_lock(out):
+    with training_lock(out) if main else contextlib.nullcontext():
         trainer = Trainer(config, progress=progress).fit(
             trials, info, muscle_model, polynomials=polynomials,
             resume=None if snapshot is None else snapshot["training"], snapshot_every=settings["snapshot_every"],
-            snapshot=lambda training: write_snapshot(out, settings, digests, stored_polynomials, training),
-            validation=validation or None, validate_every=settings.get("validate_every", DEFAULT_VALIDATE_EVERY))
+            snapshot=(lambda training: write_snapshot(out, settings, digests, stored_polynomials, training))
+            if main else None, distributed=ranks,
+            validation=validation if main and validation else None,
+            validate_every=settings.get("validate_every", DEFAULT_VALIDATE_EVERY))
         trained = time.perf_counter()
+        if not main:
+            return None
         with OutputFolder(out, list(TRAIN_OUTPUTS), force=settings["force"]) as staging:
             trainer.save(staging / "checkpoint.pt")
             trainer.write_history(staging / "history.csv")
