@@ -233,7 +233,9 @@ def window_batches(counts: list[int], batch_windows: int | None, seed: int, epoc
     shuffled by a :class:`~torch.utils.data.DistributedSampler` (seeded by
     ``seed`` and ``epoch``, the same order in every process) and dealt out to the
     ``world`` processes; the ``k``-th batches of all processes together are the
-    ``k``-th batch of one process with ``world = 1``. ``None``: one batch of all windows.
+    ``k``-th batch of one process with ``world = 1`` (when the windows divide
+    evenly among the processes; else the sampler repeats a few to even them
+    out). ``None``: one batch of all windows.
     """
     from torch.utils.data import DistributedSampler
 
