@@ -894,9 +894,10 @@ def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torc
     ``gradient`` and ``slope`` (d activation / d logit) are (..., n_muscles),
     ``hessian`` is (..., n_muscles, n_muscles).
     """
-    scaled = slope.unsqueeze(-1) * hessian * slope.unsqueeze(-2)
     diagonal = hessian.diagonal(dim1=-2, dim2=-1)
-    system = scaled + torch.diag_embed(damping * diagonal + 1e-12 * diagonal.mean(-1, keepdim=True))
+    system = slope.unsqueeze(-1) * hessian  # built in place: one (..., M, M) tensor, not four
+    system.mul_(slope.unsqueeze(-2)).diagonal(dim1=-2, dim2=-1).add_(
+        damping * diagonal + 1e-12 * diagonal.mean(-1, keepdim=True))
     factor, info = torch.linalg.cholesky_ex(system)
     rhs = (slope * gradient).unsqueeze(-1)
     if bool((info != 0).any()):  # not positive definite in float32: fall back on a general solve
