@@ -1,9 +1,10 @@
 """Benchmark: the damped Newton direction of training (trainer._newton_direction), before and after
-building its system in place (issue #10 item 1).
+building its system in place and solving with two triangular solves (issue #10 item 1).
 
 The system ``S H S + damping diag H`` used to be built as four (frames, M, M)
 tensors (two products, a diagonal matrix, a sum); it is now one, scaled and its
-diagonal raised in place: the same numbers, bit for bit (checked here). Shapes are
+diagonal raised in place; ``cholesky_solve`` is replaced by two ``solve_triangular``:
+the same numbers, bit for bit (checked here). Shapes are
 those of a training epoch, the windows (16 frames, overlapping by half) of
 gait10dof18musc's walk (151 frames, 18 muscles: 18 windows) and of gait2392's
 1500-frame walk (92 muscles: 187 windows); curvatures are random symmetric positive
