@@ -171,10 +171,10 @@ class _StepRunner:
         if backend not in BACKENDS:
             raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.window, self.stride, self.n_windows, self.n_frames = step.window, step.stride, step.n_windows, step.n_frames
-        self.hidden_size = step.weight_hh_forward.shape[1]
+        self.hidden_size = step.hidden_size
         self.backend = backend
-        example = (torch.zeros(step.n_frames, step.mean.shape[0]), torch.zeros(step.n_windows, self.hidden_size),
-                   torch.ones(step.n_windows, step.n_frames), torch.ones(step.n_windows))
+        example = (torch.zeros(step.n_frames, step.n_features), torch.zeros(step.n_windows, self.hidden_size),
+                   torch.ones(step.n_windows, dtype=torch.long), torch.ones(step.n_windows))
         if backend == "torch":
             self._module = step
         elif backend == "torchscript":
@@ -183,20 +183,21 @@ class _StepRunner:
             _require_onnx()
             import onnxruntime
 
-            content = _onnx_bytes(step, example, ["features", "hidden", "mask", "weights"],
-                                  ["activations", "forces", "next_hidden"], {}, {})
+            content = _onnx_bytes(step, example, ["features", "hidden", "lengths", "weights"],
+                                  ["activations", "forces", "controls", "actuator_forces", "next_hidden"], {}, {})
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, features: np.ndarray, hidden: np.ndarray, mask: np.ndarray, weights: np.ndarray):
-        """(activations (n_muscles,), forces (n_muscles,), next forward states (n_windows, hidden)) as numpy."""
+    def __call__(self, features: np.ndarray, hidden: np.ndarray, lengths: np.ndarray, weights: np.ndarray):
+        """(activations (n_muscles,), forces (n_muscles,), actuator controls and forces (n_actuators,), next
+        forward states (n_windows, hidden)) as numpy; ``lengths`` int64."""
         if self.backend == "onnxruntime":
-            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "mask": mask,
+            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "lengths": lengths,
                                                   "weights": weights}))
         with torch.inference_mode():
-            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(mask),
+            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(lengths),
                                torch.from_numpy(weights))
         return tuple(o.numpy() for o in out)
 

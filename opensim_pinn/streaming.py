@@ -81,11 +81,11 @@ class StreamedFrame:
     activations : ndarray, shape (n_muscles,)
     forces : ndarray, shape (n_muscles,)
         Muscle forces (N).
-    actuator_forces : ndarray or None
-        Reserve/residual actuator forces. ``None``: this checkpoint's network outputs
-        muscle activations only (the offline pipeline gets the actuators from inverse
-        dynamics, which needs OpenSim); filled when the checkpoint carries an
-        actuator head.
+    actuator_controls, actuator_forces : ndarray or None, shape (n_actuators,)
+        Reserve/residual actuator controls from the network's actuator head, and the
+        forces (N or N m) = control x optimal force, in the checkpoint's actuator order,
+        as ``predict`` writes them without ``--model``. ``None``: the checkpoint has
+        no actuator head (no actuators, or written before it had one).
     compute_s : float
         Wall time of the :meth:`StreamingPredictor.push` call that finished the frame.
     """
@@ -93,40 +93,38 @@ class StreamedFrame:
     time: float
     activations: np.ndarray
     forces: np.ndarray
+    actuator_controls: np.ndarray | None = None
     actuator_forces: np.ndarray | None = None
     compute_s: float = 0.0
 
 
-def _gru_step(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
-    """One GRU step as torch's ``nn.GRU`` computes it; ``gi`` = W_ih x + b_ih (..., 3H), ``h`` (..., H)."""
-    gh = F.linear(h, w_hh, b_hh)
-    i_r, i_z, i_n = gi.chunk(3, -1)
-    h_r, h_z, h_n = gh.chunk(3, -1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)
-
-
 class FrameStep(nn.Module):
-    """The tensor work of finishing one streamed frame: network, activation bounds, muscle forces (float32).
+    """The tensor work of finishing one streamed frame: network, activation bounds, muscle and actuator forces.
 
-    Inputs of :meth:`forward`:
+    Built from the checkpoint once, with what depends only on it precomputed
+    (:mod:`opensim_pinn.fused`): the encoder with the input normalisation folded in,
+    both GRU directions as single ``torch.gru`` calls with the cell weights, the muscle
+    and actuator heads as one pair of matrix products, the muscle forces as one
+    monomial evaluation and batched curves. Float32. Inputs of :meth:`forward`:
 
     - ``features`` (K, n_features): raw q (rad, m), qd, qdd, GRF (N) of the emitted
       frame and the next K - 1 frames (layout :func:`~opensim_pinn.network.feature_layout`;
-      rows past the newest frame are ignored through ``mask``);
+      rows past the newest frame are ignored through ``lengths``);
     - ``hidden`` (n_windows, gru_hidden): forward GRU state of each window covering
       the frame, after the previous frame (zeros for a window that starts here);
-    - ``mask`` (n_windows, K): 1 where the lookahead frame is available and inside the window;
+    - ``lengths`` (n_windows,) int64: the lookahead frames the backward GRU of each
+      window reads (those available and inside the window, the frame included; 1 or more);
     - ``weights`` (n_windows,): the offline blending weight of each window (0: no window).
 
-    Outputs: activations (n_muscles,), muscle forces (n_muscles,) N, and the new
-    forward states (n_windows, gru_hidden).
+    Outputs: activations (n_muscles,), muscle forces (n_muscles,) N, actuator controls and
+    forces (n_actuators,; N or N m: control x optimal force; empty without an actuator head),
+    and the new forward states (n_windows, gru_hidden).
     """
 
     def __init__(self, trainer, lookahead_frames: int):
         super().__init__()
+        from .fused import FusedEncoder, FusedMuscleForces
+
         network = trainer.network
         config = network.config
         if not network.per_frame_encoder or config.gru_layers != 1:
@@ -137,30 +135,59 @@ class FrameStep(nn.Module):
         self.n_windows = math.ceil(self.window / self.stride)
         self.n_frames = min(int(lookahead_frames), self.window - 1) + 1
         self.n_coordinates = len(trainer.coordinates)
-        take_inference_parts(self, trainer)
-        gru = self.network.gru
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            self.register_buffer(f"{name}_forward", getattr(gru, f"{name}_l0").detach().clone())
-            self.register_buffer(f"{name}_backward", getattr(gru, f"{name}_l0_reverse").detach().clone())
+        self.n_features = len(trainer.feature_mean)
+        parts = nn.Module()
+        take_inference_parts(parts, trainer)
+        net = parts.network
+        self.encoder = FusedEncoder(net, parts.mean, parts.std)
+        self.muscle_forces = FusedMuscleForces(parts.muscles)
+        gru = net.gru
+        self.hidden_size = gru.hidden_size
+        self.register_buffer("lower", parts.lower)
+        self.register_buffer("span", parts.upper - parts.lower)
+        for direction, suffix in (("forward", ""), ("backward", "_reverse")):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                self.register_buffer(f"{direction}_{name}", getattr(gru, f"{name}_l0{suffix}").detach().clone())
+        # Muscle and actuator heads side by side: one first layer, a block-diagonal second one.
+        heads = [net.head] + ([net.actuator_head] if net.actuator_head is not None else [])
+        self.n_muscles = net.head[2].out_features
+        self.register_buffer("head_weight", torch.cat([h[0].weight for h in heads]).T.contiguous().detach())
+        self.register_buffer("head_bias", torch.cat([h[0].bias for h in heads]).detach())
+        self.register_buffer("out_weight", torch.block_diag(*(h[2].weight for h in heads)).T.contiguous().detach())
+        self.register_buffer("out_bias", torch.cat([h[2].bias for h in heads]).detach())
+        n_actuators = len(trainer.actuators) if net.actuator_head is not None else 0
+        optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
+        control_scale = np.asarray(trainer.control_scale, float).reshape(-1)[:n_actuators]
+        self.register_buffer("control_scale", torch.tensor(control_scale, dtype=torch.float32))
+        self.register_buffer("actuator_scale", torch.tensor(
+            control_scale * np.array([optimal[a] for a in trainer.actuators[:n_actuators]]), dtype=torch.float32))
+        self.register_buffer("reversed_frames", torch.arange(self.n_frames))
+        self.register_buffer("window_rows", torch.arange(self.n_windows) * self.n_frames - 1)
 
-    def forward(self, features: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor):
-        frame = self.network.frame_features(((features - self.mean) / self.std).unsqueeze(0))[0]  # (K, D)
-        gi = F.linear(frame[:1], self.weight_ih_forward, self.bias_ih_forward)
-        forward_state = _gru_step(gi.expand(hidden.shape[0], -1), hidden, self.weight_hh_forward, self.bias_hh_forward)
-        gi_backward = F.linear(frame, self.weight_ih_backward, self.bias_ih_backward)  # (K, 3H)
-        backward_state = torch.zeros_like(hidden)
-        for k in range(self.n_frames - 1, -1, -1):
-            stepped = _gru_step(gi_backward[k].expand(hidden.shape[0], -1), backward_state,
-                                self.weight_hh_backward, self.bias_hh_backward)
-            backward_state = backward_state + mask[:, k:k + 1] * (stepped - backward_state)
-        logits = self.network.head(torch.cat([forward_state, backward_state,
-                                              frame[:1].expand(hidden.shape[0], -1)], dim=-1))
+    def _gru(self, x, h0, direction: str):
+        weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return torch.gru(x, h0, weights, True, 1, 0.0, False, False, True)[0]  # batch first
+
+    def forward(self, features: torch.Tensor, hidden: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor):
+        frame = self.encoder(features)  # (K, D)
+        n_windows = hidden.shape[0]
+        first = frame[:1].expand(n_windows, -1)
+        forward_state = self._gru(first.unsqueeze(1), hidden.unsqueeze(0), "forward")[:, 0]  # (n_windows, H)
+        # Backward GRU of window i: frames lengths[i] - 1 down to 0, then its last output.
+        order = (lengths.unsqueeze(1) - 1 - self.reversed_frames).clamp(min=0)  # (n_windows, K)
+        backward = self._gru(frame.index_select(0, order.flatten()).reshape(n_windows, self.n_frames, -1),
+                             torch.zeros_like(hidden).unsqueeze(0), "backward")
+        backward_state = backward.reshape(-1, self.hidden_size).index_select(0, self.window_rows + lengths)
+        trunk = torch.cat([forward_state, backward_state, first], dim=-1)
+        outputs = torch.addmm(self.out_bias, F.gelu(torch.addmm(self.head_bias, trunk, self.head_weight)),
+                              self.out_weight)  # (n_windows, n_muscles + n_actuators)
         share = weights / weights.sum()
-        blended = (share.unsqueeze(-1) * torch.sigmoid(logits)).sum(0)
-        activations = self.lower + (self.upper - self.lower) * blended
+        m = self.n_muscles
+        activations = torch.addcmul(self.lower, self.span, share @ torch.sigmoid(outputs[:, :m]))
+        blended = share @ outputs[:, m:]
         c = self.n_coordinates
-        forces = self.muscles.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
-        return activations, forces, forward_state
+        forces = self.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
+        return activations, forces, blended * self.control_scale, blended * self.actuator_scale, forward_state
 
 
 def take_inference_parts(module: nn.Module, trainer) -> None:
@@ -340,7 +367,8 @@ class StreamingPredictor:
         index = torch.tensor([list(range(a - self._base, b - self._base)) for a, b in spans])
         x = torch.as_tensor((features - mean) / std)
         with torch.inference_mode():
-            pieces = torch.sigmoid(network.sequence_logits(network.frame_features(x.cpu()[None])[0][index]))
+            logits, heads = network.sequence_outputs(network.frame_features(x.cpu()[None])[0][index])
+            pieces = torch.sigmoid(logits) if heads is None else torch.cat([torch.sigmoid(logits), heads], -1)
             length = index.shape[1]
             ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
             if len(spans) == 1 and spans[0] == (0, n_frames):
@@ -349,18 +377,26 @@ class StreamingPredictor:
                 0, index.reshape(-1), (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
             weight = pieces.new_zeros(len(features)).index_add_(0, index.reshape(-1), ramp.repeat(len(spans)))
         rows = remaining - self._base
+        blended = (total[rows] / weight[rows, None]).numpy()
+        n_muscles = len(self.muscles)
         lower, upper = (b.numpy() for b in self.trainer._bounds("cpu"))
-        activations = lower + (upper - lower) * (total[rows] / weight[rows, None]).numpy()
+        activations = lower + (upper - lower) * blended[:, :n_muscles]
         c = len(self.coordinates)
         kinematics = features[rows]
         with torch.inference_mode():
             forces = self.trainer.inference_muscle_model().muscle_forces(
                 torch.as_tensor(kinematics[:, :c]), torch.as_tensor(kinematics[:, c:2 * c]),
                 torch.as_tensor(activations, dtype=torch.float32)).numpy()
+        controls = actuator_forces = [None] * len(rows)
+        if heads is not None:
+            optimal = {a.name: a.optimal_force for a in self.trainer.info.actuators}
+            controls = blended[:, n_muscles:] * np.asarray(self.trainer.control_scale, float)
+            actuator_forces = controls * np.array([optimal[a] for a in self.trainer.actuators])
         elapsed = clock.perf_counter() - began
         self._next = n_frames
         return [StreamedFrame(time=self._time[r], activations=activations[i].astype(float),
-                              forces=forces[i].astype(float), compute_s=elapsed) for i, r in enumerate(rows)]
+                              forces=forces[i].astype(float), actuator_controls=controls[i],
+                              actuator_forces=actuator_forces[i], compute_s=elapsed) for i, r in enumerate(rows)]
 
     @property
     def latency(self) -> dict:
@@ -424,7 +460,7 @@ class StreamingPredictor:
         step = self._step
         window, stride, n_windows, n_frames = step.window, step.stride, step.n_windows, step.n_frames
         hidden = np.zeros((n_windows, step.hidden_size), np.float32)
-        mask = np.zeros((n_windows, n_frames), np.float32)
+        lengths = np.ones(n_windows, np.int64)
         weights = np.zeros(n_windows, np.float32)
         first = (t // stride) * stride
         starts = [first - i * stride for i in range(n_windows)]
@@ -434,14 +470,17 @@ class StreamingPredictor:
             if start in self._hidden:
                 hidden[i] = self._hidden[start]
             weights[i] = min(t - start + 1, start + window - t)
-            mask[i, :min(newest, start + window - 1) - t + 1] = 1.0
+            lengths[i] = min(newest, start + window - 1, t + n_frames - 1) - t + 1
         rows = [min(t + k, newest) - self._base for k in range(n_frames)]
         features = np.asarray([self._features[r] for r in rows], dtype=np.float32)
-        activations, forces, states = step(features, hidden, mask, weights)
+        activations, forces, controls, actuator_forces, states = step(features, hidden, lengths, weights)
         self._hidden = {start: states[i] for i, start in enumerate(starts)
                         if weights[i] > 0 and t + 1 < start + window}
+        headed = self.trainer.network.actuator_head is not None
         return StreamedFrame(time=self._time[t - self._base], activations=activations.astype(float),
-                             forces=forces.astype(float))
+                             forces=forces.astype(float),
+                             actuator_controls=controls.astype(float) if headed else None,
+                             actuator_forces=actuator_forces.astype(float) if headed else None)
 
     def _trim(self) -> None:
         """Forget frames no longer needed (kept: the final windows' span and the kinematics fits' past)."""

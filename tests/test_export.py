@@ -114,10 +114,10 @@ def test_frame_step_backends_agree(trainer):
     generator = np.random.default_rng(0)
     features = (trainer.feature_mean + trainer.feature_std * generator.standard_normal(
         (step.n_frames, len(trainer.feature_mean)))).astype(np.float32)
-    hidden = generator.standard_normal((step.n_windows, step.weight_hh_forward.shape[1])).astype(np.float32) * 0.3
-    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)[:step.n_windows]
+    hidden = generator.standard_normal((step.n_windows, step.hidden_size)).astype(np.float32) * 0.3
+    lengths = np.array([4, 2], np.int64)[:step.n_windows]
     weights = np.array([3.0, 5.0], np.float32)[:step.n_windows]
-    results = {backend: frame_step_runner(step, backend)(features, hidden, mask, weights)
+    results = {backend: frame_step_runner(step, backend)(features, hidden, lengths, weights)
                for backend in ("torch", "torchscript", "onnxruntime")}
     for backend in ("torchscript", "onnxruntime"):
         for ours, reference in zip(results[backend], results["torch"]):
