@@ -286,9 +286,13 @@ class StreamingPredictor:
         self.lookahead_frames: int | None = 0 if self.lookahead == 0 else None
         self._step = None
         self._step_s = 1.0  # the stream's first time step (s), once two frames have arrived
-        self._time: list[float] = []
-        self._raw: list[np.ndarray] = []  # raw q per frame
-        self._features: list[np.ndarray] = []  # q, qd, qdd, grf per frame (final once emitted)
+        # Buffered frames (rows 0 to _count - 1; grown by doubling, trimmed by _trim): time (s), raw q, and
+        # the network input q, qd, qdd, grf (float32, final once emitted).
+        self._count = 0
+        self._time = np.empty(64)
+        self._raw = np.empty((64, len(self.coordinates)))
+        self._features = np.zeros((64, self.n_features), np.float32)
+        self._filters: dict[tuple, np.ndarray] = {}  # cached local-polynomial filters of uniform time steps
         self._base = 0  # global index of the first buffered frame
         self._next = 0  # next frame to emit
         self._hidden: dict[int, np.ndarray] = {}  # window start -> forward GRU state
@@ -319,18 +323,13 @@ class StreamingPredictor:
         if self._finished:
             raise RuntimeError("the stream is finished; make a new StreamingPredictor")
         q, grf, qd, qdd = self._check_frame(time, q, grf, qd, qdd)
-        if len(self._time) == 1:  # the second frame: the stream's time step
+        if self._count == 1 and self._base == 0:  # the second frame: the stream's time step
             self._step_s = time - self._time[0]
             if self.lookahead_frames is None:
                 self.lookahead_frames = int(round(self.lookahead / self._step_s))
-        self._time.append(float(time))
-        self._raw.append(q)
-        if self.filtered_input:
-            self._features.append(np.concatenate([q, qd, qdd, grf]))
-        else:
-            self._features.append(np.concatenate([q, np.zeros_like(q), np.zeros_like(q), grf]))
+        self._append(time, q, qd, qdd, grf)
         out = []
-        newest = self._base + len(self._time) - 1
+        newest = self._base + self._count - 1
         if self.lookahead_frames is not None and newest - self._next >= self.lookahead_frames:
             if not self.filtered_input:
                 self._estimate(np.arange(self._next, newest + 1))
@@ -349,7 +348,7 @@ class StreamingPredictor:
         """The frames still waiting for their lookahead, with the offline windows of the whole stream."""
         began = clock.perf_counter()
         self._finished = True
-        n_frames = self._base + len(self._time)
+        n_frames = self._base + self._count
         if self._next >= n_frames:
             return []
         remaining = np.arange(self._next, n_frames)
@@ -361,7 +360,7 @@ class StreamingPredictor:
         spans = [(a, b) for a, b in windows(n_frames, self.window) if b > self._next]
         if spans[0][0] < self._base:
             raise RuntimeError("stream buffer too short for the final windows")  # pragma: no cover
-        features = np.asarray(self._features, dtype=np.float32)
+        features = self._features[:self._count]
         mean = self.trainer.feature_mean.astype(np.float32)
         std = self.trainer.feature_std.astype(np.float32)
         index = torch.tensor([list(range(a - self._base, b - self._base)) for a, b in spans])
@@ -394,7 +393,7 @@ class StreamingPredictor:
             actuator_forces = controls * np.array([optimal[a] for a in self.trainer.actuators])
         elapsed = clock.perf_counter() - began
         self._next = n_frames
-        return [StreamedFrame(time=self._time[r], activations=activations[i].astype(float),
+        return [StreamedFrame(time=float(self._time[r]), activations=activations[i].astype(float),
                               forces=forces[i].astype(float), actuator_controls=controls[i],
                               actuator_forces=actuator_forces[i], compute_s=elapsed) for i, r in enumerate(rows)]
 
@@ -415,8 +414,9 @@ class StreamingPredictor:
         c, g = len(self.coordinates), len(self.grf_labels)
         if not (isinstance(time, (int, float, np.floating, np.integer)) and math.isfinite(time)):
             raise InputError(f"frame time must be a finite number of seconds, got {time!r}")
-        if self._time and not time > self._time[-1]:
-            raise InputError(f"frame time {time:.10g} s is not after the previous frame's {self._time[-1]:.10g} s")
+        if self._count and not time > self._time[self._count - 1]:
+            raise InputError(f"frame time {time:.10g} s is not after the previous frame's "
+                             f"{self._time[self._count - 1]:.10g} s")
 
         def vector(values, n, what):
             array = np.asarray(values if values is not None else np.zeros(0), dtype=float).reshape(-1)
@@ -436,17 +436,30 @@ class StreamingPredictor:
         return (vector(q, c, "q"), vector(grf, g, "grf"), *derivatives)
 
     def _estimate(self, frames: np.ndarray) -> None:
-        """Kinematics of ``frames`` (global indices) from the raw coordinates buffered so far."""
+        """Kinematics of ``frames`` (consecutive global indices) from the raw coordinates buffered so far.
+
+        With uniform time steps (within 1e-6 of a step) the local polynomials are a fixed linear
+        filter of the samples, computed once per frame pattern and then applied as one product.
+        """
         past = self._past_frames()
         ahead = min(self.lookahead_frames or 0, past)  # a longer span than 2 x PAST_SPAN_S is too long for a cubic
-        first = max(0, int(frames.min()) - self._base - past)  # only the samples the fits use
-        q, qd, qdd = local_polynomial(np.asarray(self._time[first:]), np.asarray(self._raw[first:]),
-                                      frames - self._base - first, past, ahead, 3 if ahead else 2,
-                                      self._step_s * past)
+        first = max(0, int(frames[0]) - self._base - past)  # only the samples the fits use
+        time, raw = self._time[first:self._count], self._raw[first:self._count]
+        offsets = frames - self._base - first
+        degree = 3 if ahead else 2
         c = len(self.coordinates)
-        for i, frame in enumerate(frames - self._base):
-            row = self._features[frame]
-            row[:c], row[c:2 * c], row[2 * c:3 * c] = q[i], qd[i], qdd[i]
+        if np.abs(np.diff(time) - self._step_s).max(initial=0.0) <= 1e-6 * self._step_s:
+            key = (len(time), int(offsets[0]), len(offsets))
+            weights = self._filters.get(key)
+            if weights is None:  # (3 n, samples): q, qd, qdd rows of each frame's least-squares fit
+                identity = local_polynomial(self._step_s * np.arange(len(time)), np.eye(len(time)), offsets,
+                                            past, ahead, degree, self._step_s * past)
+                weights = self._filters[key] = np.stack(identity, 1).reshape(-1, len(time))
+            estimates = (weights @ raw).reshape(len(offsets), 3 * c)
+        else:
+            estimates = np.concatenate(local_polynomial(time, raw, offsets, past, ahead, degree,
+                                                        self._step_s * past), 1)
+        self._features[offsets[0] + first:offsets[-1] + first + 1, :3 * c] = estimates
 
     def _past_frames(self) -> int:
         return max(2, int(round(PAST_SPAN_S / self._step_s)))
@@ -471,23 +484,39 @@ class StreamingPredictor:
                 hidden[i] = self._hidden[start]
             weights[i] = min(t - start + 1, start + window - t)
             lengths[i] = min(newest, start + window - 1, t + n_frames - 1) - t + 1
-        rows = [min(t + k, newest) - self._base for k in range(n_frames)]
-        features = np.asarray([self._features[r] for r in rows], dtype=np.float32)
+        row, last = t - self._base, newest - self._base
+        features = self._features[row:row + n_frames]
+        if row + n_frames > last + 1:  # the stream's first frames: fewer than K available (ignored rows)
+            features = self._features[np.minimum(np.arange(row, row + n_frames), last)]
         activations, forces, controls, actuator_forces, states = step(features, hidden, lengths, weights)
         self._hidden = {start: states[i] for i, start in enumerate(starts)
                         if weights[i] > 0 and t + 1 < start + window}
         headed = self.trainer.network.actuator_head is not None
-        return StreamedFrame(time=self._time[t - self._base], activations=activations.astype(float),
+        return StreamedFrame(time=float(self._time[t - self._base]), activations=activations.astype(float),
                              forces=forces.astype(float),
                              actuator_controls=controls.astype(float) if headed else None,
                              actuator_forces=actuator_forces.astype(float) if headed else None)
 
+    def _append(self, time: float, q, qd, qdd, grf) -> None:
+        if self._count == len(self._time):  # full: double the buffers
+            self._time, self._raw, self._features = (np.concatenate([b, np.zeros_like(b)])
+                                                     for b in (self._time, self._raw, self._features))
+        i, c = self._count, len(q)
+        self._time[i], self._raw[i] = time, q
+        self._features[i, :c] = q
+        if self.filtered_input:
+            self._features[i, c:2 * c], self._features[i, 2 * c:3 * c] = qd, qdd
+        self._features[i, 3 * c:] = grf
+        self._count += 1
+
     def _trim(self) -> None:
         """Forget frames no longer needed (kept: the final windows' span and the kinematics fits' past)."""
         keep = 2 * self.window + (self.lookahead_frames or 0) + self._past_frames() + 8
-        drop = len(self._time) - keep
-        if drop > 4 * keep:  # trim in chunks: fewer list copies
-            del self._time[:drop], self._raw[:drop], self._features[:drop]
+        drop = self._count - keep
+        if drop > 4 * keep:  # trim in chunks: fewer copies
+            for buffer in (self._time, self._raw, self._features):
+                buffer[:keep] = buffer[drop:self._count]
+            self._count = keep
             self._base += drop
 
 

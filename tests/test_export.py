@@ -121,4 +121,4 @@ def test_frame_step_backends_agree(trainer):
                for backend in ("torch", "torchscript", "onnxruntime")}
     for backend in ("torchscript", "onnxruntime"):
         for ours, reference in zip(results[backend], results["torch"]):
-            assert _close(ours, reference), backend
+            assert ours.shape == reference.shape and (not ours.size or _close(ours, reference)), backend
