@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("torchscript", "onnx"),
                         help="torchscript (torch.jit.load) or onnx (ONNX Runtime; needs the onnx package)")
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
-    export.add_argument("--frames", type=int, metavar="N", help="onnx only: frames per call, fixed in the file "
-                        "(default: the training window); torchscript files take any number")
+    export.add_argument("--frames", type=int, metavar="N", help="onnx of a cnn or stacked-GRU network only: frames "
+                        "per call, fixed in the file (default: the training window); other files take any number")
     export.add_argument("--force", action="store_true", help="replace an existing file")
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",

@@ -10,7 +10,7 @@ stored as float32 buffers:
   projection, the attention's input projection and its scale fused); the GRF token's
   key and value come from one more; the LayerNorm's affine part is folded into the
   feature integration.
-- :class:`FusedMuscleForces`: muscle forces of one frame: all path polynomials of all
+- :class:`FusedMuscleForces`: muscle forces: all path polynomials of all
   muscles as one evaluation of their distinct monomials (all powers of all
   coordinates by one power, one gather, one product) and two matrix-vector products (lengths and
   lengthening speeds), then the rigid-tendon force curves of all muscles at once with
@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,8 +101,8 @@ class FusedEncoder(nn.Module):
             return F.gelu(torch.addmm(self.integration_bias, features, self.integration_weight))
         c, d, h = self.n_coordinates, self.d_model, self.heads
         k = features.shape[0]
-        per_joint = features[:, :3 * c].reshape(k, 3, c).permute(2, 0, 1)  # (C, K, 3)
-        joint = torch.baddbmm(self.joint_bias, per_joint, self.joint_weight)  # (C, K, 4d)
+        per_joint = features[:, :3 * c].reshape(k, 3, c).permute(2, 0, 1).contiguous()  # (C, K, 3); bmm: 4x faster
+        joint = torch.bmm(per_joint, self.joint_weight) + self.joint_bias  # (C, K, 4d)
         residual, queries = joint[..., :d], joint[..., d:2 * d]
         keys_values = joint[..., 2 * d:]  # (C, K, 2d)
         if self.has_grf:
@@ -113,13 +114,46 @@ class FusedEncoder(nn.Module):
         kv = keys_values.reshape(n_keys, k, 2, h, dh).permute(2, 1, 3, 0, 4).reshape(2, k * h, n_keys, dh)
         weights = torch.softmax(torch.bmm(q, kv[0].transpose(1, 2)), -1)  # (K*h, C, C+1)
         attended = torch.bmm(weights, kv[1]).reshape(k, h, c, dh).permute(0, 2, 1, 3).reshape(k, c, d)
-        mixed = torch.baddbmm(residual.transpose(0, 1), attended, self.out_weight.expand(k, d, d))  # (K, C, d)
+        mixed = torch.matmul(attended, self.out_weight) + residual.transpose(0, 1)  # (K, C, d)
         normed = F.layer_norm(mixed, (d,), eps=self.eps).reshape(k, c * d)
         return F.gelu(torch.addmm(self.integration_bias, normed, self.integration_weight))
 
 
+class HermiteCurve(nn.Module):
+    """:func:`opensim_pinn.curves.hermite` of one curve per muscle, its tables flattened once: x (..., n_muscles)
+    to the curve's values (any leading shape, in ONNX too)."""
+
+    def __init__(self, knots: torch.Tensor, values: torch.Tensor, slopes: torch.Tensor):
+        super().__init__()
+        n_muscles, self.n_knots = knots.shape
+        step = knots[:, 1] - knots[:, 0]
+        self.register_buffer("start", _f32(knots[:, 0]))
+        self.register_buffer("end", _f32(knots[:, -1]))
+        self.register_buffer("inverse_step", _f32(1 / step))
+        self.register_buffer("offsets", torch.arange(n_muscles) * self.n_knots)
+        self.register_buffer("values", _f32(values.flatten()))
+        self.register_buffer("slopes", _f32((slopes * step[:, None]).flatten()))  # per unit of the knot interval
+        self.register_buffer("first_value", _f32(values[:, 0]))
+        self.register_buffer("first_slope", _f32(slopes[:, 0]))
+        self.register_buffer("last_value", _f32(values[:, -1]))
+        self.register_buffer("last_slope", _f32(slopes[:, -1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        position = (x - self.start) * self.inverse_step
+        index = position.floor().clamp(0, self.n_knots - 2)
+        s = (position - index).clamp(0.0, 1.0)
+        flat = index.long() + self.offsets
+        y0, y1, d0, d1 = self.values[flat], self.values[flat + 1], self.slopes[flat], self.slopes[flat + 1]
+        s2 = s * s
+        s3 = s2 * s
+        inside = ((2 * s3 - 3 * s2 + 1) * y0 + (s3 - 2 * s2 + s) * d0 + (-2 * s3 + 3 * s2) * y1 + (s3 - s2) * d1)
+        below = torch.addcmul(self.first_value, self.first_slope, x - self.start)
+        above = torch.addcmul(self.last_value, self.last_slope, x - self.end)
+        return torch.where(x < self.start, below, torch.where(x > self.end, above, inside))
+
+
 class FusedMuscleForces(nn.Module):
-    """Muscle forces (N) of one frame: ``forward(q, qd, activations)``, each 1-D (float32).
+    """Muscle forces (N): ``forward(q, qd, activations)``, shapes (..., n_coordinates) and (..., n_muscles), float32.
 
     The same lengths, speeds and rigid-tendon forces as
     :meth:`MusculoskeletalModel.muscle_forces <opensim_pinn.muscle.MusculoskeletalModel.muscle_forces>`.
@@ -164,18 +198,20 @@ class FusedMuscleForces(nn.Module):
         for name, value in constants.items():
             self.register_buffer(name, _f32(value))
         self.register_buffer("muscle_class", m.muscle_class.clone())
-        if self.classes - {_THELEN}:
+        if _MILLARD in self.classes:
             self.register_buffer("max_pennation", _f32(m.maximum_pennation_angle))
+            self.millard_length = HermiteCurve(m.millard_active_length, m.millard_active_value, m.millard_active_slope)
+            self.millard_velocity = HermiteCurve(m.millard_velocity, m.millard_velocity_value, m.millard_velocity_slope)
+        if _DEGROOTE in self.classes:
             self.register_buffer("width_scale", _f32(m.width_scale))
-            for key in ("active_length", "active_value", "active_slope", "velocity", "velocity_value",
-                        "velocity_slope"):
-                self.register_buffer(f"millard_{key}", _f32(getattr(m, f"millard_{key}")))
 
     def lengths_and_speeds(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Muscle-tendon lengths (m) and lengthening speeds (m/s), each (n_muscles,), from q, qd (n_coordinates,)."""
-        powers = torch.pow(q.unsqueeze(-1), self.exponents)  # (C, P+1)
-        monomials = powers.flatten().index_select(0, self.power_index).reshape(self.monomial_shape).prod(-1)
-        rates = monomials.index_select(0, self.pair_monomial) * qd.index_select(0, self.pair_coordinate)
+        """Muscle-tendon lengths (m) and lengthening speeds (m/s), each (..., n_muscles), from q, qd
+        (..., n_coordinates)."""
+        powers = torch.pow(q.unsqueeze(-1), self.exponents)  # (..., C, P+1)
+        factors = powers.flatten(-2).index_select(-1, self.power_index).unflatten(-1, self.monomial_shape)
+        monomials = factors.prod(-1)  # (..., U)
+        rates = monomials.index_select(-1, self.pair_monomial) * qd.index_select(-1, self.pair_coordinate)
         return monomials @ self.length_matrix, rates @ self.derivative_matrix
 
     def active_force(self, lengths: torch.Tensor, speeds: torch.Tensor) -> torch.Tensor:
@@ -189,7 +225,7 @@ class FusedMuscleForces(nn.Module):
         if _DEGROOTE in self.classes:
             velocity_cosine = torch.where(self.muscle_class == _DEGROOTE, tendon_free / fiber, cosine)
         velocity = speeds * velocity_cosine * self.inverse_max_speed
-        multiplier = torch.zeros_like(lengths)
+        multiplier = 0.0 * lengths  # (zeros_like: fixed shapes in ONNX)
         if _THELEN in self.classes:
             stretch = length - 1.0
             force_length = torch.exp(stretch * stretch * self.negative_inverse_shape)
@@ -199,24 +235,78 @@ class FusedMuscleForces(nn.Module):
             linear = torch.addcmul(self.linear_intercept, self.linear_slope, velocity)
             force_velocity = torch.where(velocity <= 0, concentric,
                                          torch.where(velocity < self.knee_velocity, eccentric, linear))
-            force_velocity = torch.where(velocity <= -1.0, torch.zeros_like(velocity), force_velocity).clamp_min(0.0)
+            force_velocity = torch.where(velocity <= -1.0, 0.0, force_velocity).clamp_min(0.0)
             multiplier = force_length * force_velocity * cosine
         if _MILLARD in self.classes:
             millard_cosine = curves.pennation_cosine(length, self.height, self.max_pennation)
-            millard = (curves.hermite(length, self.millard_active_length, self.millard_active_value,
-                                      self.millard_active_slope)
-                       * curves.hermite(velocity, self.millard_velocity, self.millard_velocity_value,
-                                        self.millard_velocity_slope) * millard_cosine)
+            millard = self.millard_length(length) * self.millard_velocity(velocity) * millard_cosine
             multiplier = torch.where(self.muscle_class == _MILLARD, millard, multiplier)
         if _DEGROOTE in self.classes:
             degroote = (curves.degroote_force_length(length, self.width_scale)
                         * curves.degroote_force_velocity(velocity))
             multiplier = torch.where(self.muscle_class == _DEGROOTE, degroote, multiplier)
         too_short = (tendon_free < self.short_tendon) | (fiber <= self.short_fiber)
-        return torch.where(too_short, torch.zeros_like(multiplier), multiplier * self.max_isometric_force)
+        return torch.where(too_short, 0.0, multiplier * self.max_isometric_force)
 
     def forward(self, q: torch.Tensor, qd: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
         return activations * self.active_force(*self.lengths_and_speeds(q, qd))
 
 
-__all__ = ["FusedEncoder", "FusedMuscleForces"]
+class FusedNetwork(nn.Module):
+    """What both the streaming step and the exported window model compute with, from a fitted trainer (float32).
+
+    ``encoder`` (:class:`FusedEncoder`), the GRU cell weights of both directions
+    (:meth:`gru`), the muscle and actuator heads side by side (:meth:`heads`: one first
+    layer, a block-diagonal second one), the activation bounds ``lower`` and ``span``
+    (n_muscles,), ``control_scale`` and ``actuator_scale`` (n_actuators,: the head's
+    outputs to controls, and to forces = control x optimal force) and ``muscle_forces``
+    (:class:`FusedMuscleForces`). Networks with a per-frame encoder and one GRU layer only
+    (:func:`fusable`).
+    """
+
+    def __init__(self, trainer):
+        super().__init__()
+        network = copy.deepcopy(trainer.network).cpu().float().eval()
+        mean = torch.tensor(trainer.feature_mean, dtype=torch.float32)
+        std = torch.tensor(trainer.feature_std, dtype=torch.float32)
+        self.encoder = FusedEncoder(network, mean, std)
+        self.muscle_forces = FusedMuscleForces(trainer.muscle_model)
+        self.n_coordinates, self.n_features = len(trainer.coordinates), len(trainer.feature_mean)
+        self.hidden_size = network.gru.hidden_size
+        lower, upper = trainer._bounds("cpu")
+        self.register_buffer("lower", lower)
+        self.register_buffer("span", upper - lower)
+        for direction, suffix in (("forward", ""), ("backward", "_reverse")):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                self.register_buffer(f"{direction}_{name}", _f32(getattr(network.gru, f"{name}_l0{suffix}")))
+        heads = [network.head] + ([network.actuator_head] if network.actuator_head is not None else [])
+        self.n_muscles = network.head[2].out_features
+        self.register_buffer("head_weight", _f32(torch.cat([h[0].weight for h in heads]).T))
+        self.register_buffer("head_bias", _f32(torch.cat([h[0].bias for h in heads])))
+        self.register_buffer("out_weight", _f32(torch.block_diag(*(h[2].weight for h in heads)).T))
+        self.register_buffer("out_bias", _f32(torch.cat([h[2].bias for h in heads])))
+        self.n_actuators = len(trainer.actuators) if network.actuator_head is not None else 0
+        optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
+        scale = np.asarray(trainer.control_scale, float).reshape(-1)[:self.n_actuators]
+        self.register_buffer("control_scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("actuator_scale", torch.tensor(
+            scale * np.array([optimal[a] for a in trainer.actuators[:self.n_actuators]]), dtype=torch.float32))
+
+    def gru(self, x: torch.Tensor, h0: torch.Tensor, direction: str) -> torch.Tensor:
+        """One direction's GRU over ``x`` (time, batch, D) from ``h0`` (1, batch, H): outputs (time, batch, H)."""
+        weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return torch.gru(x, h0, weights, True, 1, 0.0, False, False, False)[0]
+
+    def heads(self, trunk: torch.Tensor) -> torch.Tensor:
+        """Both heads' outputs (..., n_muscles + n_actuators) from the trunk (..., 2H + D): logits, then the
+        actuator head's normalised controls."""
+        return torch.addmm(self.out_bias, F.gelu(torch.addmm(self.head_bias, trunk, self.head_weight)),
+                           self.out_weight)
+
+
+def fusable(network) -> bool:
+    """Whether :class:`FusedNetwork` can take this network (a per-frame encoder, one GRU layer)."""
+    return network.per_frame_encoder and network.config.gru_layers == 1
+
+
+__all__ = ["FusedEncoder", "FusedMuscleForces", "FusedNetwork", "fusable"]

@@ -101,19 +101,19 @@ class StreamedFrame:
 class FrameStep(nn.Module):
     """The tensor work of finishing one streamed frame: network, activation bounds, muscle and actuator forces.
 
-    Built from the checkpoint once, with what depends only on it precomputed
-    (:mod:`opensim_pinn.fused`): the encoder with the input normalisation folded in,
-    both GRU directions as single ``torch.gru`` calls with the cell weights, the muscle
-    and actuator heads as one pair of matrix products, the muscle forces as one
-    monomial evaluation and batched curves. Float32. Inputs of :meth:`forward`:
+    Built once from the checkpoint, with what depends only on it precomputed
+    (:class:`~opensim_pinn.fused.FusedNetwork`): the encoder with the input normalisation
+    folded in, each GRU direction as one ``torch.gru`` call on the cell weights, the muscle
+    and actuator heads as one pair of matrix products, the muscle forces as one monomial
+    evaluation and batched curves. Float32. Inputs of :meth:`forward`:
 
     - ``features`` (K, n_features): raw q (rad, m), qd, qdd, GRF (N) of the emitted
       frame and the next K - 1 frames (layout :func:`~opensim_pinn.network.feature_layout`;
       rows past the newest frame are ignored through ``lengths``);
     - ``hidden`` (n_windows, gru_hidden): forward GRU state of each window covering
       the frame, after the previous frame (zeros for a window that starts here);
-    - ``lengths`` (n_windows,) int64: the lookahead frames the backward GRU of each
-      window reads (those available and inside the window, the frame included; 1 or more);
+    - ``lengths`` (n_windows,) int64: the frames the backward GRU of each window reads
+      (available and inside the window, the frame included; 1 or more);
     - ``weights`` (n_windows,): the offline blending weight of each window (0: no window).
 
     Outputs: activations (n_muscles,), muscle forces (n_muscles,) N, actuator controls and
@@ -123,86 +123,42 @@ class FrameStep(nn.Module):
 
     def __init__(self, trainer, lookahead_frames: int):
         super().__init__()
-        from .fused import FusedEncoder, FusedMuscleForces
+        from .fused import FusedNetwork, fusable
 
         network = trainer.network
         config = network.config
-        if not network.per_frame_encoder or config.gru_layers != 1:
+        if not fusable(network):
             raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
                              "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
         self.window = streaming_window(trainer)
         self.stride = max(1, self.window // 2)
         self.n_windows = math.ceil(self.window / self.stride)
         self.n_frames = min(int(lookahead_frames), self.window - 1) + 1
-        self.n_coordinates = len(trainer.coordinates)
-        self.n_features = len(trainer.feature_mean)
-        parts = nn.Module()
-        take_inference_parts(parts, trainer)
-        net = parts.network
-        self.encoder = FusedEncoder(net, parts.mean, parts.std)
-        self.muscle_forces = FusedMuscleForces(parts.muscles)
-        gru = net.gru
-        self.hidden_size = gru.hidden_size
-        self.register_buffer("lower", parts.lower)
-        self.register_buffer("span", parts.upper - parts.lower)
-        for direction, suffix in (("forward", ""), ("backward", "_reverse")):
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                self.register_buffer(f"{direction}_{name}", getattr(gru, f"{name}_l0{suffix}").detach().clone())
-        # Muscle and actuator heads side by side: one first layer, a block-diagonal second one.
-        heads = [net.head] + ([net.actuator_head] if net.actuator_head is not None else [])
-        self.n_muscles = net.head[2].out_features
-        self.register_buffer("head_weight", torch.cat([h[0].weight for h in heads]).T.contiguous().detach())
-        self.register_buffer("head_bias", torch.cat([h[0].bias for h in heads]).detach())
-        self.register_buffer("out_weight", torch.block_diag(*(h[2].weight for h in heads)).T.contiguous().detach())
-        self.register_buffer("out_bias", torch.cat([h[2].bias for h in heads]).detach())
-        n_actuators = len(trainer.actuators) if net.actuator_head is not None else 0
-        optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
-        control_scale = np.asarray(trainer.control_scale, float).reshape(-1)[:n_actuators]
-        self.register_buffer("control_scale", torch.tensor(control_scale, dtype=torch.float32))
-        self.register_buffer("actuator_scale", torch.tensor(
-            control_scale * np.array([optimal[a] for a in trainer.actuators[:n_actuators]]), dtype=torch.float32))
-        self.register_buffer("reversed_frames", torch.arange(self.n_frames))
-        self.register_buffer("window_rows", torch.arange(self.n_windows) * self.n_frames - 1)
-
-    def _gru(self, x, h0, direction: str):
-        weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        return torch.gru(x, h0, weights, True, 1, 0.0, False, False, True)[0]  # batch first
+        self.parts = FusedNetwork(trainer)
+        self.n_features, self.hidden_size = self.parts.n_features, self.parts.hidden_size
+        self.register_buffer("reversed_frames", torch.arange(self.n_frames).unsqueeze(1))  # (K, 1)
+        self.register_buffer("window_columns", torch.arange(self.n_windows) - self.n_windows)
 
     def forward(self, features: torch.Tensor, hidden: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor):
-        frame = self.encoder(features)  # (K, D)
+        parts = self.parts
+        frame = parts.encoder(features)  # (K, D)
         n_windows = hidden.shape[0]
         first = frame[:1].expand(n_windows, -1)
-        forward_state = self._gru(first.unsqueeze(1), hidden.unsqueeze(0), "forward")[:, 0]  # (n_windows, H)
-        # Backward GRU of window i: frames lengths[i] - 1 down to 0, then its last output.
-        order = (lengths.unsqueeze(1) - 1 - self.reversed_frames).clamp(min=0)  # (n_windows, K)
-        backward = self._gru(frame.index_select(0, order.flatten()).reshape(n_windows, self.n_frames, -1),
+        forward_state = parts.gru(first.unsqueeze(0), hidden.unsqueeze(0), "forward")[0]  # (n_windows, H)
+        # Backward GRU of window i: frames lengths[i] - 1 down to 0 (time-major), then its output there.
+        order = (lengths - 1 - self.reversed_frames).clamp(min=0)  # (K, n_windows)
+        backward = parts.gru(frame.index_select(0, order.flatten()).reshape(self.n_frames, n_windows, -1),
                              torch.zeros_like(hidden).unsqueeze(0), "backward")
-        backward_state = backward.reshape(-1, self.hidden_size).index_select(0, self.window_rows + lengths)
-        trunk = torch.cat([forward_state, backward_state, first], dim=-1)
-        outputs = torch.addmm(self.out_bias, F.gelu(torch.addmm(self.head_bias, trunk, self.head_weight)),
-                              self.out_weight)  # (n_windows, n_muscles + n_actuators)
+        backward_state = backward.reshape(-1, self.hidden_size).index_select(0, lengths * n_windows
+                                                                            + self.window_columns)
+        outputs = parts.heads(torch.cat([forward_state, backward_state, first], dim=-1))  # (n_windows, M + A)
         share = weights / weights.sum()
-        m = self.n_muscles
-        activations = torch.addcmul(self.lower, self.span, share @ torch.sigmoid(outputs[:, :m]))
+        m = parts.n_muscles
+        activations = torch.addcmul(parts.lower, parts.span, share @ torch.sigmoid(outputs[:, :m]))
         blended = share @ outputs[:, m:]
-        c = self.n_coordinates
-        forces = self.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
-        return activations, forces, blended * self.control_scale, blended * self.actuator_scale, forward_state
-
-
-def take_inference_parts(module: nn.Module, trainer) -> None:
-    """Give ``module`` frozen float32 CPU copies of what inference needs from a fitted ``trainer``: ``network``,
-    the input normalisation ``mean`` and ``std`` (n_features,), the activation bounds ``lower`` and ``upper``
-    (n_muscles,) and the muscle module ``muscles``."""
-    module.network = copy.deepcopy(trainer.network).cpu().float().eval()
-    module.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
-    module.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
-    lower, upper = trainer._bounds("cpu")
-    module.register_buffer("lower", lower)
-    module.register_buffer("upper", upper)
-    module.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
+        c = parts.n_coordinates
+        forces = parts.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
+        return activations, forces, blended * parts.control_scale, blended * parts.actuator_scale, forward_state
 
 
 def streaming_window(trainer) -> int:
