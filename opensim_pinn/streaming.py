@@ -238,6 +238,8 @@ class StreamingPredictor:
         FrameStep(self.trainer, 0)  # refuses networks that cannot stream, before any frame
         self.coordinates, self.muscles = list(self.trainer.coordinates), list(self.trainer.muscles)
         self.grf_labels = list(self.trainer.grf_labels)
+        self.actuators = list(self.trainer.actuators) if self.trainer.network.actuator_head is not None else []
+        """Actuators of :attr:`StreamedFrame.actuator_forces` (none without an actuator head)."""
         self.n_features = 3 * len(self.coordinates) + len(self.grf_labels)
         self.lookahead_frames: int | None = 0 if self.lookahead == 0 else None
         self._step = None
