@@ -47,7 +47,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import statistics
@@ -57,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
@@ -123,13 +121,9 @@ class FrameStep(nn.Module):
 
     def __init__(self, trainer, lookahead_frames: int):
         super().__init__()
-        from .fused import FusedNetwork, fusable
+        from .fused import FusedNetwork
 
-        network = trainer.network
-        config = network.config
-        if not fusable(network):
-            raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
-                             "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
+        check_streamable(trainer)
         self.window = streaming_window(trainer)
         self.stride = max(1, self.window // 2)
         self.n_windows = math.ceil(self.window / self.stride)
@@ -159,6 +153,17 @@ class FrameStep(nn.Module):
         c = parts.n_coordinates
         forces = parts.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
         return activations, forces, blended * parts.control_scale, blended * parts.actuator_scale, forward_state
+
+
+def check_streamable(trainer) -> None:
+    """:class:`InputError` unless the checkpoint's network streams (a per-frame encoder, one GRU layer)."""
+    from .fused import fusable
+
+    config = trainer.network.config
+    if not fusable(trainer.network):
+        raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
+                         "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
+    streaming_window(trainer)
 
 
 def streaming_window(trainer) -> int:
@@ -235,7 +240,7 @@ class StreamingPredictor:
         self.filtered_input = filtered_input
         self.backend = backend
         self.window = streaming_window(self.trainer)
-        FrameStep(self.trainer, 0)  # refuses networks that cannot stream, before any frame
+        check_streamable(self.trainer)  # refuses networks that cannot stream, before any frame
         self.coordinates, self.muscles = list(self.trainer.coordinates), list(self.trainer.muscles)
         self.grf_labels = list(self.trainer.grf_labels)
         self.actuators = list(self.trainer.actuators) if self.trainer.network.actuator_head is not None else []
