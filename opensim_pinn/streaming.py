@@ -256,6 +256,7 @@ class StreamingPredictor:
         self._raw = np.empty((64, len(self.coordinates)))
         self._features = np.zeros((64, self.n_features), np.float32)
         self._filters: dict[tuple, np.ndarray] = {}  # cached local-polynomial filters of uniform time steps
+        self._irregular = 0  # global index of the last frame whose time step is not the first one (within 1e-6)
         self._base = 0  # global index of the first buffered frame
         self._next = 0  # next frame to emit
         self._hidden: dict[int, np.ndarray] = {}  # window start -> forward GRU state
@@ -385,7 +386,7 @@ class StreamingPredictor:
             array = np.asarray(values if values is not None else np.zeros(0), dtype=float).reshape(-1)
             if array.shape != (n,):
                 raise InputError(f"frame at {time:g} s: {what} has {array.size} values, the checkpoint expects {n}")
-            if not np.all(np.isfinite(array)):
+            if not np.isfinite(array).all():
                 raise InputError(f"frame at {time:g} s: {what} has a NaN or infinite value")
             return array
 
@@ -411,7 +412,7 @@ class StreamingPredictor:
         offsets = frames - self._base - first
         degree = 3 if ahead else 2
         c = len(self.coordinates)
-        if np.abs(np.diff(time) - self._step_s).max(initial=0.0) <= 1e-6 * self._step_s:
+        if self._irregular <= self._base + first:  # no irregular step among the samples
             key = (len(time), int(offsets[0]), len(offsets))
             weights = self._filters.get(key)
             if weights is None:  # (3 n, samples): q, qd, qdd rows of each frame's least-squares fit
@@ -465,6 +466,8 @@ class StreamingPredictor:
             self._time, self._raw, self._features = (np.concatenate([b, np.zeros_like(b)])
                                                      for b in (self._time, self._raw, self._features))
         i, c = self._count, len(q)
+        if i and abs(time - self._time[i - 1] - self._step_s) > 1e-6 * self._step_s:
+            self._irregular = self._base + i
         self._time[i], self._raw[i] = time, q
         self._features[i, :c] = q
         if self.filtered_input:

@@ -106,6 +106,27 @@ def test_local_polynomial_recovers_a_cubic():
     assert np.allclose(speed[:, 1], 0) and np.allclose(acceleration[:, 1], 0)
 
 
+@pytest.mark.parametrize("jitter", [0.0, 1e-3])
+def test_streamed_kinematics_are_the_local_polynomials(trained, jitter):
+    """Uniform steps: the cached linear filter; irregular steps (jitter, in steps): the fits themselves."""
+    trainer, _, raw = trained
+    step = raw.time[1] - raw.time[0]
+    n = 40
+    time = raw.time[:n] + jitter * step * np.random.default_rng(0).uniform(-1, 1, n) * (np.arange(n) > 1)
+    stream = StreamingPredictor(trainer, lookahead=0.05)
+    for i in range(n):
+        stream.push(time[i], raw.q[i], raw.grf[i])
+    assert bool(stream._filters) == (jitter == 0)  # the filter path is taken only with uniform steps
+    past = stream._past_frames()
+    frames = np.arange(stream._next)  # final: estimated when emitted, with lookahead frames after each
+    expected = local_polynomial(time, raw.q[:n], frames, past, min(stream.lookahead_frames, past), 3,
+                                stream._step_s * past)
+    c = len(trainer.coordinates)
+    for k, values in enumerate(expected):
+        streamed = stream._features[:len(frames), k * c:(k + 1) * c]
+        assert np.abs(streamed - values).max() <= 1e-5 * max(1.0, np.abs(values).max())  # stored as float32
+
+
 def test_bad_frames_are_one_line_input_errors(trained):
     trainer, _, raw = trained
     with pytest.raises(InputError, match="lookahead"):
