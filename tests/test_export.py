@@ -122,3 +122,31 @@ def test_frame_step_backends_agree(trainer):
     for backend in ("torchscript", "onnxruntime"):
         for ours, reference in zip(results[backend], results["torch"]):
             assert ours.shape == reference.shape and (not ours.size or _close(ours, reference)), backend
+
+
+def test_unfused_network_exports_with_fixed_frames(trainer, kinematics, tmp_path):
+    """A cnn network is not fused: it is exported as it runs, to ONNX with the fixed --frames, with predict's numbers."""
+    pytest.importorskip("onnxruntime")
+    import copy
+
+    import onnxruntime
+
+    from opensim_pinn.network import NetworkConfig, build_network
+    from opensim_pinn.trainer import trial_features
+
+    cnn = copy.copy(trainer)
+    cnn.config = copy.deepcopy(trainer.config)
+    cnn.config.network = NetworkConfig(architecture="cnn")
+    torch.manual_seed(0)
+    cnn.network = build_network(cnn.config.network, len(trainer.coordinates), len(trainer.grf_labels),
+                                len(trainer.muscles), trainer.network.n_actuators).eval()
+    cnn.save(tmp_path / "cnn.pt")
+    window = trainer.config.window
+    summary = export_model(tmp_path / "cnn.pt", tmp_path / "cnn.onnx", "onnx", frames=window)
+    assert summary["frames"] == window and not WindowModel(cnn).fused
+    piece = type(kinematics)(name="piece", time=kinematics.time[:window], coordinates=kinematics.coordinates,
+                             q=kinematics.q[:window], qd=kinematics.qd[:window], qdd=kinematics.qdd[:window],
+                             grf_labels=kinematics.grf_labels, grf=kinematics.grf[:window])
+    session = onnxruntime.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+    activations, _ = session.run(None, {"features": trial_features(piece).astype(np.float32)})
+    assert _close(activations, cnn.predict(piece))
