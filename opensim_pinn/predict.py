@@ -129,7 +129,6 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         ``model``, ``physics_check`` (the largest residual and objective gap over the frames).
     """
     from .outputs import OutputFolder
-    from .static_opt import StaticOptimizationResult, activation_table, force_table
     from .trainer import Trainer
     from .trial import load_kinematics, load_model_info
 
@@ -160,25 +159,10 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         controls, check = exact_controls(trainer, info, kinematics, activations, head, model=model,
                                          motion=motion, external_loads=external_loads, reserves=reserves,
                                          start=start, end=end)
-    elif head is not None or not actuators:
-        controls = head if head is not None else np.zeros((len(kinematics.time), 0))
     else:
-        log.warning("%s: this checkpoint has no actuator outputs (written before opensim-pinn had them): the forces "
-                    "file holds the muscles only, not the actuators %s that Static Optimization's has; give --model "
-                    "(and --reserves) for them, or train again", checkpoint, ", ".join(actuators))
-        controls, actuators = np.zeros((len(kinematics.time), 0)), []
-    optimal = {a.name: a.optimal_force for a in info.actuators}
-    actuator_forces = controls * np.array([optimal[a] for a in actuators])
-    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles) + actuators,
-                                      activations=np.hstack([activations, controls]),
-                                      forces=np.hstack([forces, actuator_forces]),
-                                      converged=np.ones(len(kinematics.time), bool))
+        controls, actuators = network_controls(trainer, head, len(kinematics.time), checkpoint)
     with output as staging:
-        write_storage(staging / names[0], force_table(result, name))
-        write_storage(staging / names[1], activation_table(result, name))
-        write_storage(staging / names[2], states_table(trainer, kinematics, activations))
-        if check is not None:
-            write_storage(staging / names[3], check)
+        write_predictions(staging, names, trainer, kinematics, activations, forces, controls, actuators, check)
     summary = {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
                "muscles": len(trainer.muscles), "actuators": len(actuators),
                "actuator_controls": "none" if not actuators else "exact (inverse dynamics)" if model is not None
@@ -195,6 +179,39 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
             "max_gap": float(np.nanmax(column["gap"])), "median_gap": float(np.nanmedian(column["gap"])),
             "median_optimum": float(np.nanmedian(column["optimum"]))}
     return summary
+
+
+def network_controls(trainer, head: np.ndarray | None, n_frames: int, checkpoint) -> tuple[np.ndarray, list[str]]:
+    """The actuator columns written without the model: the actuator head's controls (n_frames, n_actuators)
+    and the actuators' names; none (with a warning) for a checkpoint written before the head existed."""
+    actuators = list(trainer.actuators)
+    if head is not None or not actuators:
+        return (head if head is not None else np.zeros((n_frames, 0))), actuators
+    log.warning("%s: this checkpoint has no actuator outputs (written before opensim-pinn had them): the forces "
+                "file holds the muscles only, not the actuators %s that Static Optimization's has; give --model "
+                "(and --reserves) for them, or train again", checkpoint, ", ".join(actuators))
+    return np.zeros((n_frames, 0)), []
+
+
+def write_predictions(folder: Path, names: list[str], trainer, kinematics, activations: np.ndarray,
+                      forces: np.ndarray, controls: np.ndarray, actuators: list[str],
+                      check: StorageTable | None = None) -> None:
+    """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
+    ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
+    (forces = control x optimal force), and the physics check table when given."""
+    from .static_opt import StaticOptimizationResult, activation_table, force_table
+
+    optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
+    actuator_forces = controls * np.array([optimal[a] for a in actuators])
+    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles) + actuators,
+                                      activations=np.hstack([activations, controls]),
+                                      forces=np.hstack([forces, actuator_forces]),
+                                      converged=np.ones(len(kinematics.time), bool))
+    write_storage(folder / names[0], force_table(result, kinematics.name))
+    write_storage(folder / names[1], activation_table(result, kinematics.name))
+    write_storage(folder / names[2], states_table(trainer, kinematics, activations))
+    if check is not None:
+        write_storage(folder / names[3], check)
 
 
 def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:
@@ -376,5 +393,5 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "prediction_files", "timed_inference", "InferenceTiming", "states_table",
+__all__ = ["predict", "prediction_files", "write_predictions", "network_controls", "timed_inference", "InferenceTiming", "states_table",
            "check_actuators_match", "exact_controls"]

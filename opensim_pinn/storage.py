@@ -258,7 +258,8 @@ def write_storage(path: str | os.PathLike, table: StorageTable) -> None:
               *comments, "endheader",
               "\t".join(["time", *labels])]
     rows = np.column_stack([time, data]) if data.size else time[:, None]
-    body = "".join("\t".join(f"{v:.17g}" for v in row) + "\n" for row in rows)  # exact float64 round trip
+    row_format = "\t".join(["%.17g"] * rows.shape[1]) + "\n"  # exact float64 round trip
+    body = "".join(row_format % tuple(row) for row in rows.tolist())
     write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
 
 
