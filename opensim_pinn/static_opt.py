@@ -59,6 +59,10 @@ class StaticOptimizationResult:
     timing_note: str = ""
 
 
+INITIAL_DAMPING = 1e-2
+HALVINGS = 20
+
+
 def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor,
                              upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100
                              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,41 +89,47 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
     # Start from the unconstrained least-norm solution.
     multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
 
-    def primal(lam):
-        return torch.maximum(torch.minimum((transpose @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
+    def primal(lam, a_t):
+        return torch.maximum(torch.minimum((a_t @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
 
-    def dual(lam, x):  # concave; its gradient is the equality residual
-        return (lam * target).sum(-1) - (lam * (matrix @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) \
-            + 0.5 * (x * x).sum(-1)
+    def dual(lam, x, a, b):  # concave; its gradient is the equality residual
+        return (lam * b).sum(-1) - (lam * (a @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) + 0.5 * (x * x).sum(-1)
 
     limit = tolerance * (1.0 + target.abs().amax(dim=-1))
-    damping = torch.full((n_frames,), 1e-8, dtype=matrix.dtype, device=matrix.device)
-    x = primal(multipliers)
+    damping = torch.full((n_frames,), INITIAL_DAMPING, dtype=matrix.dtype, device=matrix.device)
+    x = primal(multipliers, transpose)
+    residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
+    converged = residual.abs().amax(dim=-1) <= limit
     for _ in range(max_iterations):
-        residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
-        converged = residual.abs().amax(dim=-1) <= limit
         if bool(converged.all()):
             break
-        unclipped = (transpose @ multipliers.unsqueeze(-1)).squeeze(-1)
+        # Only the frames not yet converged are worked on (converged ones keep their solution).
+        active = (~converged).nonzero().squeeze(-1)
+        a, a_t, b, lam, r = matrix[active], transpose[active], target[active], multipliers[active], residual[active]
+        x_active, damp, size = x[active], damping[active], scale[active]
+        unclipped = (a_t @ lam.unsqueeze(-1)).squeeze(-1)
         free = ((unclipped > lower) & (unclipped < upper)).to(matrix.dtype)
         # Levenberg-Marquardt-damped Newton step on the dual (the Hessian is singular
         # where every variable is at a bound).
-        hessian = (matrix * free.unsqueeze(1)) @ transpose + (damping * scale)[:, None, None] * eye
-        step = torch.linalg.solve(hessian, residual)
-        value, slope = dual(multipliers, x), (residual * step).sum(-1)
-        length = torch.ones(n_frames, dtype=matrix.dtype, device=matrix.device)
-        accepted = torch.zeros(n_frames, dtype=torch.bool, device=matrix.device)
-        for _ in range(20):  # backtracking (Armijo) on the concave dual
-            candidate = multipliers + length.unsqueeze(-1) * step
-            gain = dual(candidate, primal(candidate)) - value
-            accepted = accepted | (gain >= 1e-4 * length * slope)
-            if bool(accepted.all()):
+        hessian = (a * free.unsqueeze(1)) @ a_t + (damp * size)[:, None, None] * eye
+        step = torch.linalg.solve(hessian, r)
+        value, slope = dual(lam, x_active, a, b), (r * step).sum(-1)
+        length = torch.ones(len(active), dtype=matrix.dtype, device=matrix.device)
+        accepted = torch.zeros(len(active), dtype=torch.bool, device=matrix.device)
+        for _ in range(HALVINGS):  # backtracking (Armijo) on the concave dual, on the frames still backtracking
+            waiting = (~accepted).nonzero().squeeze(-1)
+            candidate = lam[waiting] + length[waiting].unsqueeze(-1) * step[waiting]
+            gain = dual(candidate, primal(candidate, a_t[waiting]), a[waiting], b[waiting]) - value[waiting]
+            accepted[waiting] = good = gain >= 1e-4 * length[waiting] * slope[waiting]
+            if bool(good.all()):
                 break
-            length = torch.where(accepted, length, 0.5 * length)
-        update = accepted & ~converged
-        multipliers = torch.where(update.unsqueeze(-1), multipliers + length.unsqueeze(-1) * step, multipliers)
-        damping = torch.where(update & (length == 1), damping / 10, damping * 10).clamp(1e-14, 1e6)
-        x = primal(multipliers)
+            length[waiting] = torch.where(good, length[waiting], 0.5 * length[waiting])
+        lam = torch.where(accepted.unsqueeze(-1), lam + length.unsqueeze(-1) * step, lam)
+        multipliers[active] = lam
+        damping[active] = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
+        x[active] = x_active = primal(lam, a_t)
+        residual[active] = r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
+        converged[active] = r.abs().amax(dim=-1) <= limit[active]
     return x, converged
 
 
