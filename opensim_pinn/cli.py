@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _setup_option(so)
     _trial_options(so, required=False, needed=MANIFEST_NEEDED)
     _manifest_option(so, "solve")
+    _device_option(so, "the fast solver runs")
     _reserves_option(so)
     _lowpass_option(so)
     _step_option(so)
@@ -271,7 +272,7 @@ def run(args: argparse.Namespace) -> None:
 
         summary = static_opt_manifest(args.model, args.manifest, out=args.out, reserves=args.reserves,
                                       lowpass=args.lowpass, step_interval=args.step_interval, force=args.force,
-                                      progress=progress)
+                                      device=args.device, progress=progress)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "static-opt":
         from .static_opt import static_optimization
@@ -279,7 +280,8 @@ def run(args: argparse.Namespace) -> None:
         result = static_optimization(args.model, args.motion, out=args.out, external_loads=args.external_loads,
                                      reserves=args.reserves, start=args.start, end=args.end,
                                      lowpass=args.lowpass, step_interval=args.step_interval,
-                                     solver=args.solver, force=args.force, name=getattr(args, "name", None))
+                                     solver=args.solver, force=args.force, name=getattr(args, "name", None),
+                                     device=args.device)
         print(f"{args.solver} static optimization: {result['n_frames']} frames in "
               f"{result['timing']['wall_s']:.3f} s; wrote {', '.join(result['files'])}")
     elif args.command == "train" and args.resume is not None:
@@ -363,6 +365,10 @@ def check_options(args: argparse.Namespace) -> None:
         _apply_setup(args)
     if args.command == "train":
         _check_train_options(args)
+    if args.command == "static-opt" and args.device != "cpu" and args.solver != "fast":
+        raise InputError("--device is for --solver fast (OpenSim's Static Optimization runs on the CPU)")
+    if args.command == "static-opt" and args.manifest is not None and args.solver != "fast":
+        raise InputError("--manifest runs the fast solver; leave out --solver opensim")
     if getattr(args, "manifest", None) is not None:
         given = [f"--{n.replace('_', '-')}" for n in ("motion", "external_loads", "start", "end")
                  if getattr(args, n) is not None]

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .storage import StorageTable, write_storage
+from .storage import FLOAT32_DIGITS, StorageTable, write_storage
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                       check: StorageTable | None = None) -> None:
     """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
     ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
-    (forces = control x optimal force), and the physics check table when given."""
+    (forces = control x optimal force), and the physics check table when given. The network's outputs
+    are float32 numbers: they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits."""
     from .static_opt import StaticOptimizationResult, activation_table, force_table
 
     optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
@@ -207,9 +208,11 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                                       activations=np.hstack([activations, controls]),
                                       forces=np.hstack([forces, actuator_forces]),
                                       converged=np.ones(len(kinematics.time), bool))
-    write_storage(folder / names[0], force_table(result, kinematics.name))
-    write_storage(folder / names[1], activation_table(result, kinematics.name))
-    write_storage(folder / names[2], states_table(trainer, kinematics, activations))
+    write_storage(folder / names[0], force_table(result, kinematics.name), digits=FLOAT32_DIGITS)
+    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=FLOAT32_DIGITS)
+    states = states_table(trainer, kinematics, activations)  # coordinates in float64, muscles in float32
+    muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
+    write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
     if check is not None:
         write_storage(folder / names[3], check)
 
@@ -369,16 +372,17 @@ def _state_prefix(state_names: set[str], component: str, state: str) -> str | No
 
 
 def _rigid_tendon_fiber_lengths(trainer, kinematics) -> np.ndarray:
-    """Fiber lengths (m) with a rigid tendon: the pennated fiber spans path length minus tendon slack length."""
+    """Fiber lengths (m) with a rigid tendon: the pennated fiber spans path length minus tendon slack length
+    (float32 muscle module, as the forces)."""
     from . import curves
 
-    model = trainer.muscle_model
-    with torch.no_grad():
-        q = torch.as_tensor(kinematics.q, dtype=torch.float64)
+    model = trainer.inference_muscle_model()
+    with torch.inference_mode():
+        q = torch.as_tensor(kinematics.q, dtype=torch.float32, device=model.max_isometric_force.device)
         lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
         height = model.optimal_fiber_length * torch.sin(model.pennation_angle_at_optimal)
         fiber = curves.fiber_geometry(lengths - model.tendon_slack_length, height, model.minimum_fiber_length)
-    return fiber.numpy()
+    return fiber.cpu().numpy().astype(float)
 
 
 def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path) -> None:

@@ -143,6 +143,9 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
     info : ModelInfo
     muscle_model : MusculoskeletalModel
     """
+    from .trainer import check_device
+
+    check_device(device)
     _check_actuated(trial, info)
     dtype = torch.float64
     muscle_model = muscle_model.to(device=device, dtype=dtype)
@@ -317,7 +320,7 @@ SOLVERS = ("fast", "opensim")
 def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
                         reserves: str | None = None, start: float | None = None, end: float | None = None,
                         lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
-                        force: bool = False, name: str | None = None) -> dict:
+                        force: bool = False, name: str | None = None, device: str = "cpu") -> dict:
     """Run Static Optimization on a trial and write OpenSim's result files.
 
     Writes ``out/<trial>_StaticOptimization_force.sto``,
@@ -327,6 +330,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     (ours and OpenSim child processes') and without the per-model preparation
     that is cached and reused (model description, path polynomials).
     ``name``: the files' ``<trial>`` (default: the motion's name; OpenSim uses its tool's name).
+    ``device``: where the fast solver's muscle module and solve run ("cpu" or "cuda").
 
     Returns
     -------
@@ -362,7 +366,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
                                         [m.name for m in info.muscles])
         muscle_model = MusculoskeletalModel(info, polynomials)
         began = time.perf_counter()
-        result = fast_static_optimization(trial, info, muscle_model)
+        result = fast_static_optimization(trial, info, muscle_model, device=device)
         result.wall_s = read_s + trial.preparation_s + time.perf_counter() - began
         result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
                               "actuator maps (child process, its interpreter start-up excluded), muscle "
