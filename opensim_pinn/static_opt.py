@@ -64,7 +64,8 @@ HALVINGS = 20
 
 
 def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor,
-                             upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100
+                             upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100,
+                             initial: torch.Tensor | None = None, multipliers_out: list | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve min ||x||^2 s.t. matrix @ x = target, lower <= x <= upper, for a batch of frames.
 
@@ -76,6 +77,11 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         May hold -inf / inf.
     tolerance : float
         Converged when the equality residual is below ``tolerance * (1 + |target|)`` (max norm).
+    initial : tensor, shape (n_frames, n_equations), optional
+        Multipliers to start from (a warm start, e.g. a neighbouring frame's); default: those of the
+        unconstrained least-norm solution.
+    multipliers_out : list, optional
+        The final multipliers are appended to it.
 
     Returns
     -------
@@ -86,8 +92,10 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
     transpose = matrix.transpose(1, 2)
     scale = matrix.abs().amax(dim=(1, 2)).clamp_min(1e-12) ** 2  # (n_frames,)
     eye = torch.eye(n_equations, dtype=matrix.dtype, device=matrix.device)
-    # Start from the unconstrained least-norm solution.
-    multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
+    if initial is None:  # start from the unconstrained least-norm solution
+        multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
+    else:
+        multipliers = initial.clone()
 
     def primal(lam, a_t):
         return torch.maximum(torch.minimum((a_t @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
@@ -130,7 +138,31 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         x[active] = x_active = primal(lam, a_t)
         residual[active] = r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
         converged[active] = r.abs().amax(dim=-1) <= limit[active]
+    if multipliers_out is not None:
+        multipliers_out.append(multipliers)
     return x, converged
+
+
+WARM_START_STRIDE = 5
+"""Frames between the ones solved first; the others start from the nearest one's multipliers."""
+
+
+def solve_frames(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *,
+                 stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`solve_bounded_least_norm` of a trial's frames in time order, warm-started: every ``stride``-th
+    frame (default :data:`WARM_START_STRIDE`) is solved first, then every frame from the multipliers of the
+    nearest of those (neighbouring
+    frames have nearly the same solution: Newton's method then needs a few steps). The optimum is the
+    same: each frame's problem is strictly convex and solved to the same tolerance."""
+    n_frames, stride = matrix.shape[0], WARM_START_STRIDE if stride is None else stride
+    if stride <= 1 or n_frames < 4 * stride:
+        return solve_bounded_least_norm(matrix, target, lower, upper)
+    first = torch.arange(0, n_frames, stride, device=matrix.device)
+    found: list = []
+    solve_bounded_least_norm(matrix[first], target[first], lower, upper, multipliers_out=found)
+    nearest = torch.div(torch.arange(n_frames, device=matrix.device) + stride // 2, stride,
+                        rounding_mode="floor").clamp(max=len(first) - 1)
+    return solve_bounded_least_norm(matrix, target, lower, upper, initial=found[0][nearest])
 
 
 def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") -> StaticOptimizationResult:
@@ -157,7 +189,7 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
         matrix = torch.cat([muscle_matrix, actuator_matrix], dim=2)
         lower, upper = bounds(info, dtype=dtype, device=device)
         target = torch.as_tensor(trial.tau, dtype=dtype, device=device)
-        x, converged = solve_bounded_least_norm(matrix, target, lower, upper)
+        x, converged = solve_frames(matrix, target, lower, upper)
         optimal = torch.cat([active_force, torch.as_tensor(
             [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(len(q), -1)], dim=1)
         forces = x * optimal
