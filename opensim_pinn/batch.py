@@ -98,10 +98,11 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
     with torch_threads(threads), output as staging:
         for k in tqdm(kinematics, desc="predict", unit="trial", disable=not progress):
             step = time.perf_counter()
-            activations, forces, head = infer(trainer, k)
+            activations, forces, head, fibers = infer(trainer, k)
             controls, actuators = network_controls(trainer, head, len(k.time), checkpoint)
             written = time.perf_counter()
-            write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators)
+            write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators,
+                              fiber_lengths=fibers)
             steps["inference"] += written - step
             steps["writing"] += time.perf_counter() - written
     wall = time.perf_counter() - began
@@ -114,13 +115,23 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
                                       "checkpoint loading (preparation_s) excluded", rank, world, steps)}
 
 
-def infer(trainer, kinematics) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Activations, muscle forces (N) (n_frames, n_muscles) and the actuator head's controls (n_frames,
-    n_actuators; None without a head) of one trial, from one network pass, float64 arrays."""
+def infer(trainer, kinematics) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Activations, muscle forces (N) (n_frames, n_muscles), the actuator head's controls (n_frames,
+    n_actuators; None without a head) and rigid-tendon fiber lengths (m) of one trial, float64 arrays: one
+    network pass, and the muscle paths evaluated once (float32 muscle module)."""
+    from .predict import rigid_tendon_fiber_lengths
+
     activations, controls = trainer.outputs(trainer.features(kinematics))
-    forces = trainer.muscle_forces(kinematics, activations)
+    model = trainer.inference_muscle_model()
+    device = model.max_isometric_force.device
+    with torch.inference_mode():
+        q = torch.as_tensor(kinematics.q, dtype=torch.float32, device=device)
+        lengths, speeds = model.lengths_and_speeds(q, torch.as_tensor(kinematics.qd, dtype=torch.float32,
+                                                                      device=device))
+        forces = activations.to(device) * model.active_force(lengths, speeds)
     as_array = lambda t: t.cpu().numpy().astype(float)  # noqa: E731
-    return as_array(activations), forces, None if controls is None else as_array(controls)
+    return (as_array(activations), as_array(forces), None if controls is None else as_array(controls),
+            rigid_tendon_fiber_lengths(model, q, lengths))
 
 
 def static_opt_manifest(model: str | Path, manifest: str | Path, *, out: str | Path, reserves: str | None = None,

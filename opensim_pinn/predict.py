@@ -195,10 +195,10 @@ def network_controls(trainer, head: np.ndarray | None, n_frames: int, checkpoint
 
 def write_predictions(folder: Path, names: list[str], trainer, kinematics, activations: np.ndarray,
                       forces: np.ndarray, controls: np.ndarray, actuators: list[str],
-                      check: StorageTable | None = None) -> None:
+                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None) -> None:
     """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
     ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
-    (forces = control x optimal force), and the physics check table when given. The network's outputs
+    (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given. The network's outputs
     are float32 numbers: they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits."""
     from .static_opt import StaticOptimizationResult, activation_table, force_table
 
@@ -210,7 +210,7 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                                       converged=np.ones(len(kinematics.time), bool))
     write_storage(folder / names[0], force_table(result, kinematics.name), digits=FLOAT32_DIGITS)
     write_storage(folder / names[1], activation_table(result, kinematics.name), digits=FLOAT32_DIGITS)
-    states = states_table(trainer, kinematics, activations)  # coordinates in float64, muscles in float32
+    states = states_table(trainer, kinematics, activations, fiber_lengths)  # coordinates float64, muscles float32
     muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
     write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
     if check is not None:
@@ -330,8 +330,12 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
                                                 device=device)
 
 
-def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
-    """OpenSim 4 states of a predicted trial (see the module docstring), radians, ``inDegrees=no``."""
+def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np.ndarray | None = None
+                 ) -> StorageTable:
+    """OpenSim 4 states of a predicted trial (see the module docstring), radians, ``inDegrees=no``.
+
+    ``fiber_lengths`` (n_frames, n_muscles), m: :func:`rigid_tendon_fiber_lengths`, computed here if not given.
+    """
     state_names = set(getattr(trainer, "state_variables", None) or [])
     n_frames = len(kinematics.time)
     labels, columns = [], []
@@ -345,7 +349,8 @@ def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
             value, speed = np.full(n_frames, coordinate.default_value), np.zeros(n_frames)
         labels += [f"{prefix}/value", f"{prefix}/speed"]
         columns += [value, speed]
-    fiber_lengths = _rigid_tendon_fiber_lengths(trainer, kinematics)
+    if fiber_lengths is None:
+        fiber_lengths = rigid_tendon_fiber_lengths(trainer.inference_muscle_model(), kinematics.q)
     by_name = {m.name: m for m in trainer.info.muscles}
     for m, muscle in enumerate(trainer.muscles):
         prefix = (_state_prefix(state_names, muscle, "activation") or _state_prefix(state_names, muscle, "fiber_length")
@@ -371,15 +376,16 @@ def _state_prefix(state_names: set[str], component: str, state: str) -> str | No
     return None
 
 
-def _rigid_tendon_fiber_lengths(trainer, kinematics) -> np.ndarray:
-    """Fiber lengths (m) with a rigid tendon: the pennated fiber spans path length minus tendon slack length
-    (float32 muscle module, as the forces)."""
+def rigid_tendon_fiber_lengths(model, q, lengths=None) -> np.ndarray:
+    """Fiber lengths (m) with a rigid tendon, (n_frames, n_muscles): the pennated fiber spans path length minus
+    tendon slack length. ``model``: the float32 muscle module (:meth:`Trainer.inference_muscle_model`);
+    ``q`` (n_frames, n_coordinates); ``lengths``: its path lengths at ``q`` (tensor), when already computed."""
     from . import curves
 
-    model = trainer.inference_muscle_model()
     with torch.inference_mode():
-        q = torch.as_tensor(kinematics.q, dtype=torch.float32, device=model.max_isometric_force.device)
-        lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
+        if lengths is None:
+            q = torch.as_tensor(np.asarray(q), dtype=torch.float32, device=model.max_isometric_force.device)
+            lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
         height = model.optimal_fiber_length * torch.sin(model.pennation_angle_at_optimal)
         fiber = curves.fiber_geometry(lengths - model.tendon_slack_length, height, model.minimum_fiber_length)
     return fiber.cpu().numpy().astype(float)
