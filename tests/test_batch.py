@@ -123,3 +123,26 @@ def test_static_opt_manifest_matches_one_trial_runs(demo_checkpoint, manifest, t
         largest = np.abs(expected.data[:, :n_muscles]).max()
         assert np.abs(got.data[:, :n_muscles] - expected.data[:, :n_muscles]).max() < 0.005 * largest
         np.testing.assert_allclose(got.data[:, n_muscles:], expected.data[:, n_muscles:], atol=0.01)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_without_a_gpu_is_a_one_line_error(demo_checkpoint, manifest, tmp_path, capsys):
+    project = {k: str(v) for k, v in demo_checkpoint.items()}
+    commands = [
+        ["predict", "--checkpoint", project["checkpoint"], "--manifest", str(manifest)],
+        ["predict", "--checkpoint", project["checkpoint"], "--motion", project["motion"]],
+        ["static-opt", "--model", project["model"], "--manifest", str(manifest)],
+        ["compare", "--checkpoint", project["checkpoint"], "--model", project["model"], "--motion",
+         project["motion"]],
+        ["train", "--model", project["model"], "--motion", project["motion"]],
+    ]
+    for command in commands:
+        assert main([*command, "--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert "no CUDA GPU" in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "out").exists()
+    from opensim_pinn.errors import InputError
+    from opensim_pinn.static_opt import fast_static_optimization
+
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        fast_static_optimization(None, None, None, device="cuda")
