@@ -97,7 +97,7 @@ def main() -> None:
     if not cuda:
         print("no CUDA device: timing the CPU only (torch.cuda.is_available() is False)", flush=True)
     data = Path(args.data)
-    results = {"cuda_device": torch.cuda.get_device_name(0) if cuda else None, "threads": args.threads,
+    results = {"cuda_device": torch.cuda.get_device_name(0) if cuda else "no CUDA device", "threads": args.threads,
                "repeats": args.repeats, "load_average_before": os.getloadavg()[0], "work": {}}
     with tempfile.TemporaryDirectory() as work:
         checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoint_for(
