@@ -29,10 +29,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True,
-                   required: bool = True, needed: str = " (needed unless --resume)") -> None:
+                   required: bool = True, needed: str = " (needed unless --resume)",
+                   model_needed: str | None = None) -> None:
     needed = "" if required else needed
     if model:
-        parser.add_argument("--model", required=required, metavar="MODEL.osim", help="scaled OpenSim model" + needed)
+        parser.add_argument("--model", required=required, metavar="MODEL.osim",
+                            help="scaled OpenSim model" + (needed if model_needed is None else model_needed))
     parser.add_argument("--motion", required=required, metavar="IK.mot", action="append" if several else None,
                         help="inverse-kinematics coordinates (.mot/.sto)"
                         + (", repeat to train on several trials" if several else "") + needed)
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "physiology on) on a trial and write <trial>_StaticOptimization_force.sto, "
                              "<trial>_StaticOptimization_activation.sto and timing.json.")
     _setup_option(so)
-    _trial_options(so, required=False, needed=MANIFEST_NEEDED)
+    _trial_options(so, required=False, needed=MANIFEST_NEEDED, model_needed=SETUP_NEEDED)
     _manifest_option(so, "solve")
     _device_option(so, "the fast solver runs")
     _reserves_option(so)
