@@ -18,7 +18,6 @@ written (the once-per-run preparation, reported apart, excluded).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -28,8 +27,6 @@ import torch
 
 from .errors import InputError
 from .manifest import ManifestTrial, read_manifest
-
-log = logging.getLogger(__name__)
 
 
 def my_share(trials: list[ManifestTrial], environ=os.environ) -> tuple[list[ManifestTrial], int, int]:
@@ -165,8 +162,8 @@ def static_opt_manifest(model: str | Path, manifest: str | Path, *, out: str | P
         except InputError as error:
             raise _in_trial(trial, error) from None
         kinematics.append(k)
-        settings.append(TrialSettings(model=str(model), motion=str(trial.motion), reserves=reserves,
-                                      external_loads=None if trial.external_loads is None else str(trial.external_loads),
+        loads = None if trial.external_loads is None else str(trial.external_loads)
+        settings.append(TrialSettings(model=str(model), motion=str(trial.motion), reserves=reserves, external_loads=loads,
                                       start=float(k.time[0]) if trial.start is None else trial.start,
                                       end=float(k.time[-1]) if trial.end is None else trial.end,
                                       lowpass=lowpass, step_interval=step_interval))

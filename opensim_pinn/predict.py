@@ -198,8 +198,11 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                       check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None) -> None:
     """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
     ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
-    (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given. The network's outputs
-    are float32 numbers: they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits."""
+    (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given.
+
+    The network's outputs (activations, muscle forces, the actuator head's controls) are float32 numbers:
+    they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits; the exact controls (with the
+    physics check, float64) and coordinates with 17."""
     from .static_opt import StaticOptimizationResult, activation_table, force_table
 
     optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
@@ -208,8 +211,9 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                                       activations=np.hstack([activations, controls]),
                                       forces=np.hstack([forces, actuator_forces]),
                                       converged=np.ones(len(kinematics.time), bool))
-    write_storage(folder / names[0], force_table(result, kinematics.name), digits=FLOAT32_DIGITS)
-    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=FLOAT32_DIGITS)
+    digits = [FLOAT32_DIGITS] * len(trainer.muscles) + [17 if check is not None else FLOAT32_DIGITS] * len(actuators)
+    write_storage(folder / names[0], force_table(result, kinematics.name), digits=digits)
+    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=digits)
     states = states_table(trainer, kinematics, activations, fiber_lengths)  # coordinates float64, muscles float32
     muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
     write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
@@ -403,5 +407,6 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "prediction_files", "write_predictions", "network_controls", "timed_inference", "InferenceTiming", "states_table",
+__all__ = ["predict", "prediction_files", "write_predictions", "network_controls", "timed_inference",
+           "InferenceTiming", "states_table", "rigid_tendon_fiber_lengths",
            "check_actuators_match", "exact_controls"]
