@@ -12,7 +12,7 @@ written (reading and filtering motions and loads, network, muscle module, writin
 files per trial); checkpoint loading is reported apart. For the two processes, the frames of
 both over the slower one's time, and also over the whole command's wall time (interpreter
 start, imports and checkpoint loading included). The machine is shared: the load average
-before and after is saved with the figures.
+before and after is saved with the figures, and each run is appended to the JSON file.
 
 Checkpoints: given with ``--checkpoint NAME=PATH``, or trained for a few epochs (throughput
 does not depend on the weights) as benchmarks/latency.py does.
@@ -100,8 +100,12 @@ def main() -> None:
                   f"start-up) | load {load:.1f} -> {r['load_average_after']:.1f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "batch_predict.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'batch_predict.json'}")
+    saved = out / "batch_predict.json"
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    runs = previous.get("runs", [previous] if previous else [])  # earlier runs are kept: the machine is shared
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    saved.write_text(json.dumps({"runs": runs + [{"when": stamp, **results}]}, indent=2) + "\n")
+    print(f"saved {saved}")
 
 
 if __name__ == "__main__":
