@@ -8,7 +8,8 @@ not depend on the weights) streams the trial's raw coordinates frame by frame th
 encoder, one forward GRU step per window, the backward GRU over the lookahead,
 head, activation bounds and muscle forces. ``torch.set_num_threads(1)`` and ONNX
 Runtime with one intra-op thread; the trial is streamed ``--repeats`` times after one
-warm-up pass; median and 99th percentile over all timed pushes.
+warm-up pass; minimum, median and 99th percentile over all timed pushes (the minimum is
+the least disturbed by other work on a shared machine; the load average is saved).
 
 Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
        [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
@@ -65,8 +66,8 @@ def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
             times += stream._compute
     times = np.array(times) * 1e3
     return {"lookahead_s": lookahead, "lookahead_frames": stream.lookahead_frames, "pushes": len(times),
-            "median_ms": round(float(np.median(times)), 4), "p99_ms": round(float(np.percentile(times, 99)), 4),
-            "max_ms": round(float(times.max()), 4)}
+            "min_ms": round(float(times.min()), 4), "median_ms": round(float(np.median(times)), 4),
+            "p99_ms": round(float(np.percentile(times, 99)), 4), "max_ms": round(float(times.max()), 4)}
 
 
 def main() -> None:
@@ -95,7 +96,7 @@ def main() -> None:
                     row = {"backend": backend, **measure(trainer, raw, lookahead, backend, args.repeats)}
                     rows.append(row)
                     print(f"{name:16} {len(trainer.muscles):3d} muscles {backend:12} lookahead {lookahead * 1e3:4.0f} ms "
-                          f"({row['lookahead_frames']} frames): median {row['median_ms']:.3f} ms, "
+                          f"({row['lookahead_frames']} frames): min {row['min_ms']:.3f} ms, median {row['median_ms']:.3f} ms, "
                           f"p99 {row['p99_ms']:.3f} ms", flush=True)
             results["cases"][name] = {"muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
                                       "frames": len(raw.time), "rate_hz": round(1 / float(np.diff(raw.time).mean()), 2),

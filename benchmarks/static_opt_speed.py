@@ -6,18 +6,34 @@ reports the wall times from each ``timing.json``, their ratio, and the forces'
 agreement (R^2 per muscle). Per-model preparation (model description, path
 polynomials) is cached by a warm-up run first, as the timing definition says.
 
+For every case it also reports where the fast solver's time goes, each step timed
+apart after the runs (median of the repeats): child process start (a no-op child:
+interpreter, imports, OpenSim), model loading (OpenSim, in this process), OpenSim
+inverse dynamics and actuator maps (the child's work, model loading included),
+reading and filtering, path polynomials (cache read and the torch muscle module),
+muscle matrix and solve, file writing; and ``end_to_end_s``: the whole
+``static_optimization`` call, child start and writing included.
+
+``gait2392_1000hz`` is the whole 1,500-frame gait2392 trial at its own 1000 Hz
+(OpenSim's setup analyses every 10th frame: ``gait2392``).
+
 Usage: python benchmarks/static_opt_speed.py [--data ../shared/data] [--out benchmarks/results]
+       [--cases gait2392_1000hz ...] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from opensim_pinn.metrics import r2
 from opensim_pinn.static_opt import static_optimization
@@ -30,6 +46,9 @@ CASES = {
     "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
                      external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
                      start=0.5, end=1.999, lowpass=-1.0, step_interval=10),
+    "gait2392_1000hz": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
+                            external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
+                            start=0.5, end=1.999, lowpass=-1.0, step_interval=1),
     "arm26": dict(model="arm26.osim", motion="arm26_InverseKinematics.mot", start=0.0, end=1.0, lowpass=6.0),
 }
 FILE_KEYS = ("model", "motion", "external_loads", "reserves")
@@ -40,7 +59,11 @@ def run_case(folder: Path, case: dict, work: Path, repeats: int = 3) -> dict:
     model, motion = arguments.pop("model"), arguments.pop("motion")
     static_optimization(model, motion, out=str(work / "warmup"), **arguments)  # caches model + paths
     opensim = static_optimization(model, motion, out=str(work / "opensim"), solver="opensim", **arguments)
-    fast = [static_optimization(model, motion, out=str(work / f"fast{i}"), **arguments) for i in range(repeats)]
+    fast, end_to_end = [], []
+    for i in range(repeats):
+        began = time.perf_counter()
+        fast.append(static_optimization(model, motion, out=str(work / f"fast{i}"), **arguments))
+        end_to_end.append(time.perf_counter() - began)
     fast_wall = statistics.median(f["timing"]["wall_s"] for f in fast)
     reference = read_storage(opensim["files"][0])
     estimate = read_storage(fast[0]["files"][0])
@@ -49,8 +72,56 @@ def run_case(folder: Path, case: dict, work: Path, repeats: int = 3) -> dict:
     return {"n_frames": opensim["n_frames"], "n_muscles": n_muscles,
             "opensim_wall_s": opensim["timing"]["wall_s"], "fast_wall_s": fast_wall,
             "speedup": opensim["timing"]["wall_s"] / fast_wall,
+            "fast_end_to_end_s": statistics.median(end_to_end),
+            "speedup_end_to_end": opensim["timing"]["wall_s"] / statistics.median(end_to_end),
+            "fast_breakdown_s": breakdown(model, motion, arguments, work, repeats),
             "median_r2": float(np.median(scores)), "min_r2": float(scores.min()),
             "min_r2_muscle": reference.labels[int(scores.argmin())]}
+
+
+def breakdown(model: str, motion: str, arguments: dict, work: Path, repeats: int) -> dict:
+    """Seconds of each step of the fast solver on this case, timed apart (median of ``repeats``)."""
+    from opensim_pinn.child import run_in_child, run_in_child_timed
+    from opensim_pinn.muscle import MusculoskeletalModel
+    from opensim_pinn.osim import generalized_forces, load_model
+    from opensim_pinn.paths import load_or_fit_paths
+    from opensim_pinn.static_opt import activation_table, fast_static_optimization, force_table
+    from opensim_pinn.storage import write_storage
+    from opensim_pinn.trial import TrialSettings, _dynamics_arguments, _with_dynamics, load_kinematics, \
+        load_model_info
+
+    info = load_model_info(model, arguments.get("reserves"))
+    settings = TrialSettings(model=model, motion=motion, **arguments)
+    steps: dict[str, list[float]] = {}
+
+    def timed(step, function, *args, **kwargs):
+        began = time.perf_counter()
+        result = function(*args, **kwargs)
+        steps.setdefault(step, []).append(time.perf_counter() - began)
+        return result
+
+    for _ in range(repeats):
+        kinematics = timed("reading_and_filtering", load_kinematics, info, motion, arguments.get("external_loads"),
+                           start=settings.start, end=settings.end, lowpass=settings.lowpass,
+                           step_interval=settings.step_interval)
+        timed("child_start", run_in_child, "no-op", os.getpid)
+        timed("model_loading", load_model, model, arguments.get("reserves"))
+        call = _dynamics_arguments(settings, info, kinematics)
+        began = time.perf_counter()
+        forces, inside = run_in_child_timed("inverse dynamics", generalized_forces, *call)
+        steps.setdefault("inverse_dynamics_in_child", []).append(inside)
+        steps.setdefault("child_start_and_transfer", []).append(time.perf_counter() - began - inside)
+        trial = _with_dynamics(kinematics, settings, call, forces, 0.0)
+        polynomials = timed("path_polynomials", load_or_fit_paths, info.path, trial.coordinates, trial.time,
+                            trial.q, [m.name for m in info.muscles])
+        muscles = timed("muscle_module", MusculoskeletalModel, info, polynomials)
+        result = timed("muscle_matrix_and_solve", fast_static_optimization, trial, info, muscles)
+        timed("writing", lambda: (write_storage(work / "force.sto", force_table(result, "t")),
+                                  write_storage(work / "activation.sto", activation_table(result, "t"))))
+    notes = {"inverse_dynamics_in_child": "OpenSim model loading, initSystem, inverse dynamics and actuator maps, "
+             "inside the child (its start excluded)", "child_start": "a no-op child: interpreter, imports, OpenSim",
+             "model_loading": "opensim.Model + reserves + initSystem, in this process (part of the child's work)"}
+    return {**{k: round(statistics.median(v), 4) for k, v in steps.items()}, "notes": notes}
 
 
 def main() -> None:
@@ -58,20 +129,33 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="fast runs per case (median; default 3)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for name in args.cases:
-            results[name] = run_case(Path(args.data) / name, CASES[name], Path(work) / name)
+            folder = Path(args.data) / name.removesuffix("_1000hz")
+            load = os.getloadavg()[0]
+            results[name] = run_case(folder, CASES[name], Path(work) / name, args.repeats)
+            results[name].update(threads=args.threads, repeats=args.repeats, load_average_before=load,
+                                 load_average_after=os.getloadavg()[0], cpu_count=os.cpu_count(),
+                                 machine=platform.processor() or platform.machine())
             r = results[name]
             print(f"{name:16} {r['n_frames']:4d} frames {r['n_muscles']:3d} muscles | OpenSim SO "
                   f"{r['opensim_wall_s']:7.3f} s | fast {r['fast_wall_s']:6.3f} s | speed-up "
                   f"{r['speedup']:6.1f}x | R^2 median {r['median_r2']:.4f}, min {r['min_r2']:.4f} "
-                  f"({r['min_r2_muscle']})", flush=True)
+                  f"({r['min_r2_muscle']}) | end to end {r['fast_end_to_end_s']:.3f} s "
+                  f"({r['speedup_end_to_end']:.1f}x)", flush=True)
+            print("   fast solver steps (s): " + ", ".join(f"{k} {v}" for k, v in r["fast_breakdown_s"].items()
+                                                           if k != "notes"), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "static_opt_speed.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'static_opt_speed.json'}")
+    saved = out / "static_opt_speed.json"
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    saved.write_text(json.dumps({**previous, **results}, indent=2) + "\n")  # cases not run are kept
+    print(f"saved {saved}")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, model: bool = True,
-                   required: bool = True, needed: str = " (needed unless --resume)") -> None:
+                   required: bool = True, needed: str = " (needed unless --resume)",
+                   model_needed: str | None = None) -> None:
     needed = "" if required else needed
     if model:
-        parser.add_argument("--model", required=required, metavar="MODEL.osim", help="scaled OpenSim model" + needed)
+        parser.add_argument("--model", required=required, metavar="MODEL.osim",
+                            help="scaled OpenSim model" + (needed if model_needed is None else model_needed))
     parser.add_argument("--motion", required=required, metavar="IK.mot", action="append" if several else None,
                         help="inverse-kinematics coordinates (.mot/.sto)"
                         + (", repeat to train on several trials" if several else "") + needed)
@@ -69,6 +71,18 @@ def _setup_option(parser):
                              "final_time, lowpass_cutoff_frequency_for_coordinates, step_interval and "
                              "results_directory (as --out) are used, relative paths from the setup's folder as "
                              "OpenSim does; options given here override them")
+
+
+MANIFEST_NEEDED = " (needed unless --manifest or --setup)"
+
+
+def _manifest_option(parser, what: str):
+    parser.add_argument("--manifest", metavar="TRIALS.csv|.toml",
+                        help=f"{what} every trial of a manifest (CSV or TOML: motion, external_loads, start, end, "
+                             "name per trial; paths relative to it) instead of --motion: the model is prepared "
+                             "once, each trial's files are named by its name, and all are written together "
+                             "after every input is checked; under torchrun (RANK, WORLD_SIZE) each process "
+                             "takes trials i with i %% WORLD_SIZE == RANK")
 
 
 def _device_option(parser, what: str):
@@ -120,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "physiology on) on a trial and write <trial>_StaticOptimization_force.sto, "
                              "<trial>_StaticOptimization_activation.sto and timing.json.")
     _setup_option(so)
-    _trial_options(so, required=False, needed=SETUP_NEEDED)
+    _trial_options(so, required=False, needed=MANIFEST_NEEDED, model_needed=SETUP_NEEDED)
+    _manifest_option(so, "solve")
+    _device_option(so, "the fast solver runs")
     _reserves_option(so)
     _lowpass_option(so)
     _step_option(so)
@@ -180,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "OpenSim's inverse dynamics gives the exact actuator controls and "
                                   "<trial>_physics_check.sto.")
     predict.add_argument("--checkpoint", required=True, metavar="checkpoint.pt")
-    _trial_options(predict, model=False)
+    _trial_options(predict, model=False, required=False, needed=" (needed unless --manifest)")
+    _manifest_option(predict, "predict")
     predict.add_argument("--model", metavar="MODEL.osim",
                          help="the model the checkpoint was trained on: compute inverse dynamics, write the exact "
                               "least-cost reserve/residual controls for the predicted activations (instead of the "
@@ -238,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("torchscript", "onnx"),
                         help="torchscript (torch.jit.load) or onnx (ONNX Runtime; needs the onnx package)")
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
-    export.add_argument("--frames", type=int, metavar="N", help="onnx only: frames per call, fixed in the file "
-                        "(default: the training window); torchscript files take any number")
+    export.add_argument("--frames", type=int, metavar="N", help="onnx of a cnn or stacked-GRU network only: frames "
+                        "per call, fixed in the file (default: the training window); other files take any number")
     export.add_argument("--force", action="store_true", help="replace an existing file")
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
@@ -269,13 +286,21 @@ def run(args: argparse.Namespace) -> None:
         report = inspect_model(args.model, reserves=args.reserves, motion=args.motion, lowpass=args.lowpass,
                                path_fitter=args.path_fitter)
         print(json.dumps(report, indent=2) if args.json else format_report(report))
+    elif args.command == "static-opt" and args.manifest is not None:
+        from .batch import static_opt_manifest
+
+        summary = static_opt_manifest(args.model, args.manifest, out=args.out, reserves=args.reserves,
+                                      lowpass=args.lowpass, step_interval=args.step_interval, force=args.force,
+                                      device=args.device, progress=progress)
+        print(json.dumps(summary, indent=2, default=str))
     elif args.command == "static-opt":
         from .static_opt import static_optimization
 
         result = static_optimization(args.model, args.motion, out=args.out, external_loads=args.external_loads,
                                      reserves=args.reserves, start=args.start, end=args.end,
                                      lowpass=args.lowpass, step_interval=args.step_interval,
-                                     solver=args.solver, force=args.force, name=getattr(args, "name", None))
+                                     solver=args.solver, force=args.force, name=getattr(args, "name", None),
+                                     device=args.device)
         print(f"{args.solver} static optimization: {result['n_frames']} frames in "
               f"{result['timing']['wall_s']:.3f} s; wrote {', '.join(result['files'])}")
     elif args.command == "train" and args.resume is not None:
@@ -298,6 +323,12 @@ def run(args: argparse.Namespace) -> None:
                                 distributed=args.distributed)
         if summary is not None:  # under torchrun, process 0 reports
             print(json.dumps(summary, indent=2, default=str))
+    elif args.command == "predict" and args.manifest is not None:
+        from .batch import predict_manifest
+
+        summary = predict_manifest(args.checkpoint, args.manifest, out=args.out, force=args.force,
+                                   device=args.device, threads=args.threads, progress=progress)
+        print(json.dumps(summary, indent=2, default=str))
     elif args.command == "predict":
         from .predict import predict
 
@@ -359,8 +390,25 @@ def check_options(args: argparse.Namespace) -> None:
         _apply_setup(args)
     if args.command == "train":
         _check_train_options(args)
-    elif args.command in ("static-opt", "compare"):
-        missing = [f"--{name}" for name in ("model", "motion", "out") if getattr(args, name) is None]
+    if args.command == "static-opt" and args.device != "cpu" and args.solver != "fast":
+        raise InputError("--device is for --solver fast (OpenSim's Static Optimization runs on the CPU)")
+    if args.command == "static-opt" and args.manifest is not None and args.solver != "fast":
+        raise InputError("--manifest runs the fast solver; leave out --solver opensim")
+    if getattr(args, "manifest", None) is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("motion", "external_loads", "start", "end")
+                 if getattr(args, n) is not None]
+        if given:
+            raise InputError(f"--manifest lists each trial's motion, external loads, start and end: leave out "
+                             f"{', '.join(given)}")
+        if args.command == "predict" and args.model is not None:
+            raise InputError("predict --manifest writes the network's actuator controls; leave out --model and "
+                             "--reserves (predict one trial with --motion for the exact controls)")
+        require_file(args.manifest, "manifest")
+    elif args.command == "predict" and args.motion is None:
+        raise InputError("predict needs --motion IK.mot or --manifest TRIALS.csv; see 'opensim-pinn predict --help'")
+    if args.command in ("static-opt", "compare"):
+        needed = ("model", "out") if getattr(args, "manifest", None) is not None else ("model", "motion", "out")
+        missing = [f"--{name}" for name in needed if getattr(args, name) is None]
         if missing:
             raise InputError(f"the following arguments are required: {', '.join(missing)} (or --setup FILE "
                              f"giving them); see 'opensim-pinn {args.command} --help'")

@@ -3,8 +3,9 @@
 The exported file runs without opensim-pinn (TorchScript: ``torch.jit.load``;
 ONNX: any ONNX runtime, e.g. ``onnxruntime``). It holds :class:`WindowModel`:
 
-- input ``features``: float32, shape (n_frames, 3 * n_coordinates + n_grf) (TorchScript:
-  any n_frames; ONNX: the fixed ``frames`` of the metadata, by default the training window): per
+- input ``features``: float32, shape (n_frames, 3 * n_coordinates + n_grf) (any n_frames;
+  ONNX of a ``cnn`` or stacked-GRU network: the fixed ``frames`` of the metadata, by default
+  the training window, as their layers trace with fixed sizes): per
   frame, the *filtered* coordinates q (rad; m for translations), speeds qd,
   accelerations qdd (in the checkpoint's coordinate order), then the ground
   reaction force components (N, in ``grf_labels`` order), unnormalised;
@@ -26,6 +27,7 @@ with PyTorch, TorchScript or ONNX Runtime.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -37,7 +39,6 @@ from torch import nn
 
 from . import __version__
 from .errors import InputError
-from .streaming import take_inference_parts
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,47 @@ METADATA_KEY = "opensim_pinn"
 
 
 class WindowModel(nn.Module):
-    """Raw features of a window to activations and muscle forces (float32; see the module docstring)."""
+    """Raw features of a window to activations and muscle forces (float32; see the module docstring).
+
+    Networks with a per-frame encoder and one GRU layer (the defaults) use the fused parts
+    of the streaming step (:class:`~opensim_pinn.fused.FusedNetwork`) and take any number
+    of frames, in ONNX too; others (``cnn``, stacked GRUs) run the network as it is.
+    """
 
     def __init__(self, trainer):
         super().__init__()
-        take_inference_parts(self, trainer)
+        from .fused import FusedNetwork, fusable
+
         self.n_coordinates = len(trainer.coordinates)
+        self.fused = fusable(trainer.network)
+        if self.fused:
+            self.parts = FusedNetwork(trainer)
+            return
+        self.network = copy.deepcopy(trainer.network).cpu().float().eval()
+        self.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
+        lower, upper = trainer._bounds("cpu")
+        self.register_buffer("lower", lower)
+        self.register_buffer("span", upper - lower)
+        self.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.network.logits(((features - self.mean) / self.std).unsqueeze(0))[0]
-        activations = self.lower + (self.upper - self.lower) * torch.sigmoid(logits)
         c = self.n_coordinates
-        return activations, self.muscles.muscle_forces(features[:, :c], features[:, c:2 * c], activations)
+        if not self.fused:
+            logits = self.network.logits(((features - self.mean) / self.std).unsqueeze(0))[0]
+            activations = torch.addcmul(self.lower, self.span, torch.sigmoid(logits))
+            return activations, self.muscles.muscle_forces(features[:, :c], features[:, c:2 * c], activations)
+        parts = self.parts
+        frame = parts.encoder(features)  # (n_frames, D)
+        weights = [getattr(parts, f"{d}_{n}") for d in ("forward", "backward")
+                   for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        sequence = torch.gru(frame.unsqueeze(1), frame.new_zeros(2, 1, parts.hidden_size), weights, True, 1, 0.0,
+                             False, True, False)[0][:, 0]  # (n_frames, 2H), both directions
+        logits = parts.heads(torch.cat([sequence, frame], dim=-1))[:, :parts.n_muscles]
+        activations = torch.addcmul(parts.lower, parts.span, torch.sigmoid(logits))
+        return activations, parts.muscle_forces(features[:, :c], features[:, c:2 * c], activations)
 
 
 def metadata(trainer) -> dict:
@@ -89,9 +119,9 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames
         The file to write (replaced only with ``force``).
     format : "torchscript" or "onnx"
     frames : int, optional
-        ONNX only: the number of frames the file takes (the attention's reshapes are
-        traced with fixed sizes); default the training window. TorchScript files take
-        any number of frames.
+        ONNX of a network that is not fused (``cnn``, stacked GRU layers: its attention's
+        reshapes are traced with fixed sizes): the number of frames the file takes; default
+        the training window. Other files take any number of frames.
 
     Returns
     -------
@@ -117,13 +147,14 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames
     trainer = Trainer.load(checkpoint)
     model = WindowModel(trainer)
     n_frames = frames or trainer.config.window or 16
-    example = torch.zeros(n_frames, model.mean.shape[0])
+    example = torch.zeros(n_frames, len(trainer.feature_mean))
     info = metadata(trainer)
-    info["frames"] = "any" if format == "torchscript" else n_frames
+    info["frames"] = "any" if format == "torchscript" or model.fused else n_frames
     if format == "torchscript":
         content = _torchscript_bytes(model, (example,), info)
     else:
-        content = _onnx_bytes(model, (example,), ["features"], ["activations", "forces"], {}, info)
+        dynamic = {name: {0: "frames"} for name in ("features", "activations", "forces")} if model.fused else {}
+        content = _onnx_bytes(model, (example,), ["features"], ["activations", "forces"], dynamic, info)
     write_atomically(out, content)
     return {"file": str(out), "format": format, "inputs": info["inputs"], "outputs": info["outputs"],
             "coordinates": info["coordinates"], "muscles": info["muscles"], "grf_labels": info["grf_labels"],
@@ -171,10 +202,10 @@ class _StepRunner:
         if backend not in BACKENDS:
             raise InputError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.window, self.stride, self.n_windows, self.n_frames = step.window, step.stride, step.n_windows, step.n_frames
-        self.hidden_size = step.weight_hh_forward.shape[1]
+        self.hidden_size = step.hidden_size
         self.backend = backend
-        example = (torch.zeros(step.n_frames, step.mean.shape[0]), torch.zeros(step.n_windows, self.hidden_size),
-                   torch.ones(step.n_windows, step.n_frames), torch.ones(step.n_windows))
+        example = (torch.zeros(step.n_frames, step.n_features), torch.zeros(step.n_windows, self.hidden_size),
+                   torch.ones(step.n_windows, dtype=torch.long), torch.ones(step.n_windows))
         if backend == "torch":
             self._module = step
         elif backend == "torchscript":
@@ -183,20 +214,21 @@ class _StepRunner:
             _require_onnx()
             import onnxruntime
 
-            content = _onnx_bytes(step, example, ["features", "hidden", "mask", "weights"],
-                                  ["activations", "forces", "next_hidden"], {}, {})
+            content = _onnx_bytes(step, example, ["features", "hidden", "lengths", "weights"],
+                                  ["activations", "forces", "controls", "actuator_forces", "next_hidden"], {}, {})
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, features: np.ndarray, hidden: np.ndarray, mask: np.ndarray, weights: np.ndarray):
-        """(activations (n_muscles,), forces (n_muscles,), next forward states (n_windows, hidden)) as numpy."""
+    def __call__(self, features: np.ndarray, hidden: np.ndarray, lengths: np.ndarray, weights: np.ndarray):
+        """(activations (n_muscles,), forces (n_muscles,), actuator controls and forces (n_actuators,), next
+        forward states (n_windows, hidden)) as numpy; ``lengths`` int64."""
         if self.backend == "onnxruntime":
-            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "mask": mask,
+            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "lengths": lengths,
                                                   "weights": weights}))
         with torch.inference_mode():
-            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(mask),
+            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(lengths),
                                torch.from_numpy(weights))
         return tuple(o.numpy() for o in out)
 

@@ -2,7 +2,8 @@
 :class:`~opensim_pinn.streaming.StreamingPredictor`.
 
 Each finished frame is written as one tab-separated line on ``output`` (after a header
-line): ``time``, the activation of each muscle, then each muscle's force (N). At the end
+line): ``time``, the activation of each muscle, then each muscle's force (N), then each
+reserve/residual actuator's force (N or N m; checkpoints with an actuator head). At the end
 of the stream the results go into ``<name>_stream_forces.sto`` and
 ``<name>_stream_activations.sto`` (the layout of ``predict``'s files) when ``out`` is given,
 and :func:`stream` returns the latency statistics.
@@ -75,12 +76,15 @@ def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Pat
     frames = _stdin_frames(predictor, sys.stdin if input is None else input) if from_stdin else \
         _file_frames(predictor, checkpoint, motion, external_loads, start, end, realtime)
     muscles = predictor.muscles
-    output.write("\t".join(["time", *(f"{m}_activation" for m in muscles), *(f"{m}_force" for m in muscles)]) + "\n")
+    actuators = predictor.actuators  # none when the checkpoint has no actuator head
+    output.write("\t".join(["time", *(f"{m}_activation" for m in muscles), *(f"{m}_force" for m in muscles),
+                            *(f"{a}_force" for a in actuators)]) + "\n")
     results = []
 
     def write(finished):
         for frame in finished:
-            output.write("\t".join(f"{v:.6g}" for v in (frame.time, *frame.activations, *frame.forces)) + "\n")
+            values = (frame.time, *frame.activations, *frame.forces, *(frame.actuator_forces if actuators else ()))
+            output.write("\t".join(f"{v:.6g}" for v in values) + "\n")
         output.flush()
         results.extend(finished)
 
@@ -90,9 +94,13 @@ def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Pat
         write(predictor.finish())
     files = []
     if folder is not None and results:
-        result = StaticOptimizationResult(time=np.array([f.time for f in results]), labels=muscles,
-                                          activations=np.array([f.activations for f in results]),
-                                          forces=np.array([f.forces for f in results]),
+        controls = [f.actuator_controls if actuators else () for f in results]
+        actuator_forces = [f.actuator_forces if actuators else () for f in results]
+        result = StaticOptimizationResult(time=np.array([f.time for f in results]), labels=muscles + actuators,
+                                          activations=np.array([np.hstack([f.activations, u])
+                                                                for f, u in zip(results, controls)]),
+                                          forces=np.array([np.hstack([f.forces, a])
+                                                           for f, a in zip(results, actuator_forces)]),
                                           converged=np.ones(len(results), bool))
         names = stream_files(name)
         with folder as staging:

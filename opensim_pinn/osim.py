@@ -314,11 +314,11 @@ def _loads_for_window(external_loads: Path, start: float, end: float, folder: Pa
     return folder / "loads_window.xml"
 
 
-def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int]) -> np.ndarray | None:
-    """Generalised force (mobility order) of ``actuator`` at unit actuation, from Jacobians.
-
-    ``mobility_of`` maps coordinate names to mobility (u) indices.
-    Handles CoordinateActuator, PointActuator and TorqueActuator; None for other types.
+def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int]):
+    """A function of the state giving the generalised force (mobility order) of ``actuator`` at unit
+    actuation, from Jacobians; None for actuator types other than CoordinateActuator, PointActuator and
+    TorqueActuator. ``mobility_of`` maps coordinate names to mobility (u) indices. The actuator's type,
+    bodies and properties are looked up once, here, not at every frame.
     """
     import opensim
 
@@ -328,33 +328,37 @@ def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int])
     if coordinate_actuator is not None:
         unit = np.zeros(n_u)
         unit[mobility_of[coordinate_actuator.get_coordinate()]] = 1.0
-        return unit
+        return lambda state: unit
     point_actuator = opensim.PointActuator.safeDownCast(actuator)
     if point_actuator is not None:
         body = model.getBodySet().get(point_actuator.get_body())
-        point = point_actuator.get_point()
-        if point_actuator.get_point_is_global():
-            point = model.getGround().findStationLocationInAnotherFrame(state, point, body)
-        direction = point_actuator.get_direction()
-        if not point_actuator.get_force_is_global():
-            direction = body.expressVectorInGround(state, direction)
-        direction = direction.to_numpy() / np.linalg.norm(direction.to_numpy())
-        jacobian = opensim.Matrix()
-        matter.calcStationJacobian(state, body.getMobilizedBodyIndex(), point, jacobian)
-        return jacobian.to_numpy().T @ direction
+        point, point_is_global = point_actuator.get_point(), point_actuator.get_point_is_global()
+        direction, force_is_global = point_actuator.get_direction(), point_actuator.get_force_is_global()
+        ground, index = model.getGround(), body.getMobilizedBodyIndex()
+
+        def point_force(state):
+            station = ground.findStationLocationInAnotherFrame(state, point, body) if point_is_global else point
+            along = (direction if force_is_global else body.expressVectorInGround(state, direction)).to_numpy()
+            jacobian = opensim.Matrix()
+            matter.calcStationJacobian(state, index, station, jacobian)
+            return jacobian.to_numpy().T @ (along / np.linalg.norm(along))
+        return point_force
     torque_actuator = opensim.TorqueActuator.safeDownCast(actuator)
     if torque_actuator is not None:
-        body_a, body_b = torque_actuator.getBodyA(), torque_actuator.getBodyB()
-        axis = torque_actuator.get_axis()
-        if not torque_actuator.get_torque_is_global():
-            axis = body_a.expressVectorInGround(state, axis)
-        axis = axis.to_numpy() / np.linalg.norm(axis.to_numpy())
-        total = np.zeros(n_u)
-        for frame, sign in ((body_a, 1.0), (body_b, -1.0)):
-            jacobian = opensim.Matrix()
-            matter.calcFrameJacobian(state, frame.getMobilizedBodyIndex(), opensim.Vec3(0), jacobian)
-            total += sign * jacobian.to_numpy()[:3].T @ axis
-        return total
+        body_a, origin = torque_actuator.getBodyA(), opensim.Vec3(0)
+        frames = [(body_a.getMobilizedBodyIndex(), 1.0), (torque_actuator.getBodyB().getMobilizedBodyIndex(), -1.0)]
+        axis, torque_is_global = torque_actuator.get_axis(), torque_actuator.get_torque_is_global()
+
+        def torque_force(state):
+            along = (axis if torque_is_global else body_a.expressVectorInGround(state, axis)).to_numpy()
+            along = along / np.linalg.norm(along)
+            total = np.zeros(n_u)
+            for index, sign in frames:
+                jacobian = opensim.Matrix()
+                matter.calcFrameJacobian(state, index, origin, jacobian)
+                total += sign * jacobian.to_numpy()[:3].T @ along
+            return total
+        return torque_force
     return None
 
 
@@ -433,23 +437,25 @@ def generalized_forces(model_path: str, reserves: str | None, external_loads: st
     n_frames = len(time)
     tau = np.empty((n_frames, len(coordinates)))
     actuator_map = np.zeros((n_frames, len(actuators), len(coordinates)))
+    coordinate_objects = [coordinate_set.get(name) for name in coordinates]
+    unit_forces = [_unit_generalized_force(model, state, actuator, mobility_of) for actuator in scalar]
+    optimal_forces = [actuator.getOptimalForce() for actuator in scalar]
     for frame in range(n_frames):
         state.setTime(float(time[frame]))
-        for i, name in enumerate(coordinates):
-            coordinate = coordinate_set.get(name)
-            coordinate.setValue(state, float(q[frame, i]), False)
-            coordinate.setSpeedValue(state, float(qd[frame, i]))
+        for coordinate, value, speed in zip(coordinate_objects, q[frame].tolist(), qd[frame].tolist()):
+            coordinate.setValue(state, value, False)
+            coordinate.setSpeedValue(state, speed)
         model.realizeVelocity(state)
-        udot = opensim.Vector([float(qdd[frame, i]) for i in column])
+        udot = opensim.Vector(qdd[frame, column].tolist())
         base = solver.solve(state, udot).to_numpy()
         tau[frame, column] = base
         for a, actuator in enumerate(scalar):
-            mobility_forces = _unit_generalized_force(model, state, actuator, mobility_of)
+            mobility_forces = None if unit_forces[a] is None else unit_forces[a](state)
             if mobility_forces is None:  # other actuator types: by difference of inverse dynamics
                 actuator.setOverrideActuation(state, 1.0)
                 mobility_forces = base - solver.solve(state, udot).to_numpy()
                 actuator.setOverrideActuation(state, 0.0)
-            actuator_map[frame, a, column] = mobility_forces * actuator.getOptimalForce()
+            actuator_map[frame, a, column] = mobility_forces * optimal_forces[a]
     return tau, actuator_map
 
 

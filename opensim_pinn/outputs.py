@@ -91,8 +91,12 @@ class OutputFolder:
             parent = parent.parent
         try:
             for folder in reversed(missing):
-                folder.mkdir()
-                self._created.append(folder)
+                try:
+                    folder.mkdir()
+                    self._created.append(folder)
+                except FileExistsError:  # made meanwhile by another process (torchrun ranks share --out)
+                    if not folder.is_dir():
+                        raise
             self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder))
         except OSError as error:
             self._remove_created()

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .storage import StorageTable, write_storage
+from .storage import FLOAT32_DIGITS, StorageTable, write_storage
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,6 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         ``model``, ``physics_check`` (the largest residual and objective gap over the frames).
     """
     from .outputs import OutputFolder
-    from .static_opt import StaticOptimizationResult, activation_table, force_table
     from .trainer import Trainer
     from .trial import load_kinematics, load_model_info
 
@@ -160,25 +159,10 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
         controls, check = exact_controls(trainer, info, kinematics, activations, head, model=model,
                                          motion=motion, external_loads=external_loads, reserves=reserves,
                                          start=start, end=end)
-    elif head is not None or not actuators:
-        controls = head if head is not None else np.zeros((len(kinematics.time), 0))
     else:
-        log.warning("%s: this checkpoint has no actuator outputs (written before opensim-pinn had them): the forces "
-                    "file holds the muscles only, not the actuators %s that Static Optimization's has; give --model "
-                    "(and --reserves) for them, or train again", checkpoint, ", ".join(actuators))
-        controls, actuators = np.zeros((len(kinematics.time), 0)), []
-    optimal = {a.name: a.optimal_force for a in info.actuators}
-    actuator_forces = controls * np.array([optimal[a] for a in actuators])
-    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles) + actuators,
-                                      activations=np.hstack([activations, controls]),
-                                      forces=np.hstack([forces, actuator_forces]),
-                                      converged=np.ones(len(kinematics.time), bool))
+        controls, actuators = network_controls(trainer, head, len(kinematics.time), checkpoint)
     with output as staging:
-        write_storage(staging / names[0], force_table(result, name))
-        write_storage(staging / names[1], activation_table(result, name))
-        write_storage(staging / names[2], states_table(trainer, kinematics, activations))
-        if check is not None:
-            write_storage(staging / names[3], check)
+        write_predictions(staging, names, trainer, kinematics, activations, forces, controls, actuators, check)
     summary = {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
                "muscles": len(trainer.muscles), "actuators": len(actuators),
                "actuator_controls": "none" if not actuators else "exact (inverse dynamics)" if model is not None
@@ -195,6 +179,46 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
             "max_gap": float(np.nanmax(column["gap"])), "median_gap": float(np.nanmedian(column["gap"])),
             "median_optimum": float(np.nanmedian(column["optimum"]))}
     return summary
+
+
+def network_controls(trainer, head: np.ndarray | None, n_frames: int, checkpoint) -> tuple[np.ndarray, list[str]]:
+    """The actuator columns written without the model: the actuator head's controls (n_frames, n_actuators)
+    and the actuators' names; none (with a warning) for a checkpoint written before the head existed."""
+    actuators = list(trainer.actuators)
+    if head is not None or not actuators:
+        return (head if head is not None else np.zeros((n_frames, 0))), actuators
+    log.warning("%s: this checkpoint has no actuator outputs (written before opensim-pinn had them): the forces "
+                "file holds the muscles only, not the actuators %s that Static Optimization's has; give --model "
+                "(and --reserves) for them, or train again", checkpoint, ", ".join(actuators))
+    return np.zeros((n_frames, 0)), []
+
+
+def write_predictions(folder: Path, names: list[str], trainer, kinematics, activations: np.ndarray,
+                      forces: np.ndarray, controls: np.ndarray, actuators: list[str],
+                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None) -> None:
+    """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
+    ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
+    (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given.
+
+    The network's outputs (activations, muscle forces, the actuator head's controls) are float32 numbers:
+    they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits; the exact controls (with the
+    physics check, float64) and coordinates with 17."""
+    from .static_opt import StaticOptimizationResult, activation_table, force_table
+
+    optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
+    actuator_forces = controls * np.array([optimal[a] for a in actuators])
+    result = StaticOptimizationResult(time=kinematics.time, labels=list(trainer.muscles) + actuators,
+                                      activations=np.hstack([activations, controls]),
+                                      forces=np.hstack([forces, actuator_forces]),
+                                      converged=np.ones(len(kinematics.time), bool))
+    digits = [FLOAT32_DIGITS] * len(trainer.muscles) + [17 if check is not None else FLOAT32_DIGITS] * len(actuators)
+    write_storage(folder / names[0], force_table(result, kinematics.name), digits=digits)
+    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=digits)
+    states = states_table(trainer, kinematics, activations, fiber_lengths)  # coordinates float64, muscles float32
+    muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
+    write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
+    if check is not None:
+        write_storage(folder / names[3], check)
 
 
 def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:
@@ -310,8 +334,12 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
                                                 device=device)
 
 
-def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
-    """OpenSim 4 states of a predicted trial (see the module docstring), radians, ``inDegrees=no``."""
+def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np.ndarray | None = None
+                 ) -> StorageTable:
+    """OpenSim 4 states of a predicted trial (see the module docstring), radians, ``inDegrees=no``.
+
+    ``fiber_lengths`` (n_frames, n_muscles), m: :func:`rigid_tendon_fiber_lengths`, computed here if not given.
+    """
     state_names = set(getattr(trainer, "state_variables", None) or [])
     n_frames = len(kinematics.time)
     labels, columns = [], []
@@ -325,7 +353,8 @@ def states_table(trainer, kinematics, activations: np.ndarray) -> StorageTable:
             value, speed = np.full(n_frames, coordinate.default_value), np.zeros(n_frames)
         labels += [f"{prefix}/value", f"{prefix}/speed"]
         columns += [value, speed]
-    fiber_lengths = _rigid_tendon_fiber_lengths(trainer, kinematics)
+    if fiber_lengths is None:
+        fiber_lengths = rigid_tendon_fiber_lengths(trainer.inference_muscle_model(), kinematics.q)
     by_name = {m.name: m for m in trainer.info.muscles}
     for m, muscle in enumerate(trainer.muscles):
         prefix = (_state_prefix(state_names, muscle, "activation") or _state_prefix(state_names, muscle, "fiber_length")
@@ -351,17 +380,19 @@ def _state_prefix(state_names: set[str], component: str, state: str) -> str | No
     return None
 
 
-def _rigid_tendon_fiber_lengths(trainer, kinematics) -> np.ndarray:
-    """Fiber lengths (m) with a rigid tendon: the pennated fiber spans path length minus tendon slack length."""
+def rigid_tendon_fiber_lengths(model, q, lengths=None) -> np.ndarray:
+    """Fiber lengths (m) with a rigid tendon, (n_frames, n_muscles): the pennated fiber spans path length minus
+    tendon slack length. ``model``: the float32 muscle module (:meth:`Trainer.inference_muscle_model`);
+    ``q`` (n_frames, n_coordinates); ``lengths``: its path lengths at ``q`` (tensor), when already computed."""
     from . import curves
 
-    model = trainer.muscle_model
-    with torch.no_grad():
-        q = torch.as_tensor(kinematics.q, dtype=torch.float64)
-        lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
+    with torch.inference_mode():
+        if lengths is None:
+            q = torch.as_tensor(np.asarray(q), dtype=torch.float32, device=model.max_isometric_force.device)
+            lengths, _ = model.lengths_and_speeds(q, torch.zeros_like(q))
         height = model.optimal_fiber_length * torch.sin(model.pennation_angle_at_optimal)
         fiber = curves.fiber_geometry(lengths - model.tendon_slack_length, height, model.minimum_fiber_length)
-    return fiber.numpy()
+    return fiber.cpu().numpy().astype(float)
 
 
 def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path) -> None:
@@ -376,5 +407,6 @@ def check_model_matches(trainer, info, model: str | Path, checkpoint: str | Path
                          "coordinates); give that model, or a checkpoint trained on this one")
 
 
-__all__ = ["predict", "prediction_files", "timed_inference", "InferenceTiming", "states_table",
+__all__ = ["predict", "prediction_files", "write_predictions", "network_controls", "timed_inference",
+           "InferenceTiming", "states_table", "rigid_tendon_fiber_lengths",
            "check_actuators_match", "exact_controls"]

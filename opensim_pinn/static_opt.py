@@ -59,8 +59,13 @@ class StaticOptimizationResult:
     timing_note: str = ""
 
 
+INITIAL_DAMPING = 1e-2
+HALVINGS = 20
+
+
 def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor,
-                             upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100
+                             upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100,
+                             initial: torch.Tensor | None = None, multipliers_out: list | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve min ||x||^2 s.t. matrix @ x = target, lower <= x <= upper, for a batch of frames.
 
@@ -72,6 +77,11 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         May hold -inf / inf.
     tolerance : float
         Converged when the equality residual is below ``tolerance * (1 + |target|)`` (max norm).
+    initial : tensor, shape (n_frames, n_equations), optional
+        Multipliers to start from (a warm start, e.g. a neighbouring frame's); default: those of the
+        unconstrained least-norm solution.
+    multipliers_out : list, optional
+        The final multipliers are appended to it.
 
     Returns
     -------
@@ -82,45 +92,77 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
     transpose = matrix.transpose(1, 2)
     scale = matrix.abs().amax(dim=(1, 2)).clamp_min(1e-12) ** 2  # (n_frames,)
     eye = torch.eye(n_equations, dtype=matrix.dtype, device=matrix.device)
-    # Start from the unconstrained least-norm solution.
-    multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
+    if initial is None:  # start from the unconstrained least-norm solution
+        multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
+    else:
+        multipliers = initial.clone()
 
-    def primal(lam):
-        return torch.maximum(torch.minimum((transpose @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
+    def primal(lam, a_t):
+        return torch.maximum(torch.minimum((a_t @ lam.unsqueeze(-1)).squeeze(-1), upper), lower)
 
-    def dual(lam, x):  # concave; its gradient is the equality residual
-        return (lam * target).sum(-1) - (lam * (matrix @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) \
-            + 0.5 * (x * x).sum(-1)
+    def dual(lam, x, a, b):  # concave; its gradient is the equality residual
+        return (lam * b).sum(-1) - (lam * (a @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) + 0.5 * (x * x).sum(-1)
 
     limit = tolerance * (1.0 + target.abs().amax(dim=-1))
-    damping = torch.full((n_frames,), 1e-8, dtype=matrix.dtype, device=matrix.device)
-    x = primal(multipliers)
+    damping = torch.full((n_frames,), INITIAL_DAMPING, dtype=matrix.dtype, device=matrix.device)
+    x = primal(multipliers, transpose)
+    residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
+    converged = residual.abs().amax(dim=-1) <= limit
     for _ in range(max_iterations):
-        residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
-        converged = residual.abs().amax(dim=-1) <= limit
         if bool(converged.all()):
             break
-        unclipped = (transpose @ multipliers.unsqueeze(-1)).squeeze(-1)
+        # Only the frames not yet converged are worked on (converged ones keep their solution).
+        active = (~converged).nonzero().squeeze(-1)
+        a, a_t, b, lam, r = matrix[active], transpose[active], target[active], multipliers[active], residual[active]
+        x_active, damp, size = x[active], damping[active], scale[active]
+        unclipped = (a_t @ lam.unsqueeze(-1)).squeeze(-1)
         free = ((unclipped > lower) & (unclipped < upper)).to(matrix.dtype)
         # Levenberg-Marquardt-damped Newton step on the dual (the Hessian is singular
         # where every variable is at a bound).
-        hessian = (matrix * free.unsqueeze(1)) @ transpose + (damping * scale)[:, None, None] * eye
-        step = torch.linalg.solve(hessian, residual)
-        value, slope = dual(multipliers, x), (residual * step).sum(-1)
-        length = torch.ones(n_frames, dtype=matrix.dtype, device=matrix.device)
-        accepted = torch.zeros(n_frames, dtype=torch.bool, device=matrix.device)
-        for _ in range(20):  # backtracking (Armijo) on the concave dual
-            candidate = multipliers + length.unsqueeze(-1) * step
-            gain = dual(candidate, primal(candidate)) - value
-            accepted = accepted | (gain >= 1e-4 * length * slope)
-            if bool(accepted.all()):
+        hessian = (a * free.unsqueeze(1)) @ a_t + (damp * size)[:, None, None] * eye
+        step = torch.linalg.solve(hessian, r)
+        value, slope = dual(lam, x_active, a, b), (r * step).sum(-1)
+        length = torch.ones(len(active), dtype=matrix.dtype, device=matrix.device)
+        accepted = torch.zeros(len(active), dtype=torch.bool, device=matrix.device)
+        for _ in range(HALVINGS):  # backtracking (Armijo) on the concave dual, on the frames still backtracking
+            waiting = (~accepted).nonzero().squeeze(-1)
+            candidate = lam[waiting] + length[waiting].unsqueeze(-1) * step[waiting]
+            gain = dual(candidate, primal(candidate, a_t[waiting]), a[waiting], b[waiting]) - value[waiting]
+            accepted[waiting] = good = gain >= 1e-4 * length[waiting] * slope[waiting]
+            if bool(good.all()):
                 break
-            length = torch.where(accepted, length, 0.5 * length)
-        update = accepted & ~converged
-        multipliers = torch.where(update.unsqueeze(-1), multipliers + length.unsqueeze(-1) * step, multipliers)
-        damping = torch.where(update & (length == 1), damping / 10, damping * 10).clamp(1e-14, 1e6)
-        x = primal(multipliers)
+            length[waiting] = torch.where(good, length[waiting], 0.5 * length[waiting])
+        lam = torch.where(accepted.unsqueeze(-1), lam + length.unsqueeze(-1) * step, lam)
+        multipliers[active] = lam
+        damping[active] = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
+        x[active] = x_active = primal(lam, a_t)
+        residual[active] = r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
+        converged[active] = r.abs().amax(dim=-1) <= limit[active]
+    if multipliers_out is not None:
+        multipliers_out.append(multipliers)
     return x, converged
+
+
+WARM_START_STRIDE = 5
+"""Frames between the ones solved first; the others start from the nearest one's multipliers."""
+
+
+def solve_frames(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *,
+                 stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`solve_bounded_least_norm` of a trial's frames in time order, warm-started: every ``stride``-th
+    frame (default :data:`WARM_START_STRIDE`) is solved first, then every frame from the multipliers of the
+    nearest of those (neighbouring
+    frames have nearly the same solution: Newton's method then needs a few steps). The optimum is the
+    same: each frame's problem is strictly convex and solved to the same tolerance."""
+    n_frames, stride = matrix.shape[0], WARM_START_STRIDE if stride is None else stride
+    if stride <= 1 or n_frames < 4 * stride:
+        return solve_bounded_least_norm(matrix, target, lower, upper)
+    first = torch.arange(0, n_frames, stride, device=matrix.device)
+    found: list = []
+    solve_bounded_least_norm(matrix[first], target[first], lower, upper, multipliers_out=found)
+    nearest = torch.div(torch.arange(n_frames, device=matrix.device) + stride // 2, stride,
+                        rounding_mode="floor").clamp(max=len(first) - 1)
+    return solve_bounded_least_norm(matrix, target, lower, upper, initial=found[0][nearest])
 
 
 def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") -> StaticOptimizationResult:
@@ -133,6 +175,9 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
     info : ModelInfo
     muscle_model : MusculoskeletalModel
     """
+    from .trainer import check_device
+
+    check_device(device)
     _check_actuated(trial, info)
     dtype = torch.float64
     muscle_model = muscle_model.to(device=device, dtype=dtype)
@@ -144,7 +189,7 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
         matrix = torch.cat([muscle_matrix, actuator_matrix], dim=2)
         lower, upper = bounds(info, dtype=dtype, device=device)
         target = torch.as_tensor(trial.tau, dtype=dtype, device=device)
-        x, converged = solve_bounded_least_norm(matrix, target, lower, upper)
+        x, converged = solve_frames(matrix, target, lower, upper)
         optimal = torch.cat([active_force, torch.as_tensor(
             [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(len(q), -1)], dim=1)
         forces = x * optimal
@@ -307,7 +352,7 @@ SOLVERS = ("fast", "opensim")
 def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
                         reserves: str | None = None, start: float | None = None, end: float | None = None,
                         lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
-                        force: bool = False, name: str | None = None) -> dict:
+                        force: bool = False, name: str | None = None, device: str = "cpu") -> dict:
     """Run Static Optimization on a trial and write OpenSim's result files.
 
     Writes ``out/<trial>_StaticOptimization_force.sto``,
@@ -317,6 +362,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     (ours and OpenSim child processes') and without the per-model preparation
     that is cached and reused (model description, path polynomials).
     ``name``: the files' ``<trial>`` (default: the motion's name; OpenSim uses its tool's name).
+    ``device``: where the fast solver's muscle module and solve run ("cpu" or "cuda").
 
     Returns
     -------
@@ -352,7 +398,7 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
                                         [m.name for m in info.muscles])
         muscle_model = MusculoskeletalModel(info, polynomials)
         began = time.perf_counter()
-        result = fast_static_optimization(trial, info, muscle_model)
+        result = fast_static_optimization(trial, info, muscle_model, device=device)
         result.wall_s = read_s + trial.preparation_s + time.perf_counter() - began
         result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
                               "actuator maps (child process, its interpreter start-up excluded), muscle "

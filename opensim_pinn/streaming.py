@@ -47,7 +47,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import statistics
@@ -57,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
@@ -81,11 +79,11 @@ class StreamedFrame:
     activations : ndarray, shape (n_muscles,)
     forces : ndarray, shape (n_muscles,)
         Muscle forces (N).
-    actuator_forces : ndarray or None
-        Reserve/residual actuator forces. ``None``: this checkpoint's network outputs
-        muscle activations only (the offline pipeline gets the actuators from inverse
-        dynamics, which needs OpenSim); filled when the checkpoint carries an
-        actuator head.
+    actuator_controls, actuator_forces : ndarray or None, shape (n_actuators,)
+        Reserve/residual actuator controls from the network's actuator head, and the
+        forces (N or N m) = control x optimal force, in the checkpoint's actuator order,
+        as ``predict`` writes them without ``--model``. ``None``: the checkpoint has
+        no actuator head (no actuators, or written before it had one).
     compute_s : float
         Wall time of the :meth:`StreamingPredictor.push` call that finished the frame.
     """
@@ -93,89 +91,79 @@ class StreamedFrame:
     time: float
     activations: np.ndarray
     forces: np.ndarray
+    actuator_controls: np.ndarray | None = None
     actuator_forces: np.ndarray | None = None
     compute_s: float = 0.0
 
 
-def _gru_step(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
-    """One GRU step as torch's ``nn.GRU`` computes it; ``gi`` = W_ih x + b_ih (..., 3H), ``h`` (..., H)."""
-    gh = F.linear(h, w_hh, b_hh)
-    i_r, i_z, i_n = gi.chunk(3, -1)
-    h_r, h_z, h_n = gh.chunk(3, -1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)
-
-
 class FrameStep(nn.Module):
-    """The tensor work of finishing one streamed frame: network, activation bounds, muscle forces (float32).
+    """The tensor work of finishing one streamed frame: network, activation bounds, muscle and actuator forces.
 
-    Inputs of :meth:`forward`:
+    Built once from the checkpoint, with what depends only on it precomputed
+    (:class:`~opensim_pinn.fused.FusedNetwork`): the encoder with the input normalisation
+    folded in, each GRU direction as one ``torch.gru`` call on the cell weights, the muscle
+    and actuator heads as one pair of matrix products, the muscle forces as one monomial
+    evaluation and batched curves. Float32. Inputs of :meth:`forward`:
 
     - ``features`` (K, n_features): raw q (rad, m), qd, qdd, GRF (N) of the emitted
       frame and the next K - 1 frames (layout :func:`~opensim_pinn.network.feature_layout`;
-      rows past the newest frame are ignored through ``mask``);
+      rows past the newest frame are ignored through ``lengths``);
     - ``hidden`` (n_windows, gru_hidden): forward GRU state of each window covering
       the frame, after the previous frame (zeros for a window that starts here);
-    - ``mask`` (n_windows, K): 1 where the lookahead frame is available and inside the window;
+    - ``lengths`` (n_windows,) int64: the frames the backward GRU of each window reads
+      (available and inside the window, the frame included; 1 or more);
     - ``weights`` (n_windows,): the offline blending weight of each window (0: no window).
 
-    Outputs: activations (n_muscles,), muscle forces (n_muscles,) N, and the new
-    forward states (n_windows, gru_hidden).
+    Outputs: activations (n_muscles,), muscle forces (n_muscles,) N, actuator controls and
+    forces (n_actuators,; N or N m: control x optimal force; empty without an actuator head),
+    and the new forward states (n_windows, gru_hidden).
     """
 
     def __init__(self, trainer, lookahead_frames: int):
         super().__init__()
-        network = trainer.network
-        config = network.config
-        if not network.per_frame_encoder or config.gru_layers != 1:
-            raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
-                             "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
+        from .fused import FusedNetwork
+
+        check_streamable(trainer)
         self.window = streaming_window(trainer)
         self.stride = max(1, self.window // 2)
         self.n_windows = math.ceil(self.window / self.stride)
         self.n_frames = min(int(lookahead_frames), self.window - 1) + 1
-        self.n_coordinates = len(trainer.coordinates)
-        take_inference_parts(self, trainer)
-        gru = self.network.gru
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            self.register_buffer(f"{name}_forward", getattr(gru, f"{name}_l0").detach().clone())
-            self.register_buffer(f"{name}_backward", getattr(gru, f"{name}_l0_reverse").detach().clone())
+        self.parts = FusedNetwork(trainer)
+        self.n_features, self.hidden_size = self.parts.n_features, self.parts.hidden_size
+        self.register_buffer("reversed_frames", torch.arange(self.n_frames).unsqueeze(1))  # (K, 1)
+        self.register_buffer("window_columns", torch.arange(self.n_windows) - self.n_windows)
 
-    def forward(self, features: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor):
-        frame = self.network.frame_features(((features - self.mean) / self.std).unsqueeze(0))[0]  # (K, D)
-        gi = F.linear(frame[:1], self.weight_ih_forward, self.bias_ih_forward)
-        forward_state = _gru_step(gi.expand(hidden.shape[0], -1), hidden, self.weight_hh_forward, self.bias_hh_forward)
-        gi_backward = F.linear(frame, self.weight_ih_backward, self.bias_ih_backward)  # (K, 3H)
-        backward_state = torch.zeros_like(hidden)
-        for k in range(self.n_frames - 1, -1, -1):
-            stepped = _gru_step(gi_backward[k].expand(hidden.shape[0], -1), backward_state,
-                                self.weight_hh_backward, self.bias_hh_backward)
-            backward_state = backward_state + mask[:, k:k + 1] * (stepped - backward_state)
-        logits = self.network.head(torch.cat([forward_state, backward_state,
-                                              frame[:1].expand(hidden.shape[0], -1)], dim=-1))
+    def forward(self, features: torch.Tensor, hidden: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor):
+        parts = self.parts
+        frame = parts.encoder(features)  # (K, D)
+        n_windows = hidden.shape[0]
+        first = frame[:1].expand(n_windows, -1)
+        forward_state = parts.gru(first.unsqueeze(0), hidden.unsqueeze(0), "forward")[0]  # (n_windows, H)
+        # Backward GRU of window i: frames lengths[i] - 1 down to 0 (time-major), then its output there.
+        order = (lengths - 1 - self.reversed_frames).clamp(min=0)  # (K, n_windows)
+        backward = parts.gru(frame.index_select(0, order.flatten()).reshape(self.n_frames, n_windows, -1),
+                             torch.zeros_like(hidden).unsqueeze(0), "backward")
+        backward_state = backward.reshape(-1, self.hidden_size).index_select(0, lengths * n_windows
+                                                                            + self.window_columns)
+        outputs = parts.heads(torch.cat([forward_state, backward_state, first], dim=-1))  # (n_windows, M + A)
         share = weights / weights.sum()
-        blended = (share.unsqueeze(-1) * torch.sigmoid(logits)).sum(0)
-        activations = self.lower + (self.upper - self.lower) * blended
-        c = self.n_coordinates
-        forces = self.muscles.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
-        return activations, forces, forward_state
+        m = parts.n_muscles
+        activations = torch.addcmul(parts.lower, parts.span, share @ torch.sigmoid(outputs[:, :m]))
+        blended = share @ outputs[:, m:]
+        c = parts.n_coordinates
+        forces = parts.muscle_forces(features[0, :c], features[0, c:2 * c], activations)
+        return activations, forces, blended * parts.control_scale, blended * parts.actuator_scale, forward_state
 
 
-def take_inference_parts(module: nn.Module, trainer) -> None:
-    """Give ``module`` frozen float32 CPU copies of what inference needs from a fitted ``trainer``: ``network``,
-    the input normalisation ``mean`` and ``std`` (n_features,), the activation bounds ``lower`` and ``upper``
-    (n_muscles,) and the muscle module ``muscles``."""
-    module.network = copy.deepcopy(trainer.network).cpu().float().eval()
-    module.register_buffer("mean", torch.tensor(trainer.feature_mean, dtype=torch.float32))
-    module.register_buffer("std", torch.tensor(trainer.feature_std, dtype=torch.float32))
-    lower, upper = trainer._bounds("cpu")
-    module.register_buffer("lower", lower)
-    module.register_buffer("upper", upper)
-    module.muscles = copy.deepcopy(trainer.inference_muscle_model()).cpu()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
+def check_streamable(trainer) -> None:
+    """:class:`InputError` unless the checkpoint's network streams (a per-frame encoder, one GRU layer)."""
+    from .fused import fusable
+
+    config = trainer.network.config
+    if not fusable(trainer.network):
+        raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
+                         "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
+    streaming_window(trainer)
 
 
 def streaming_window(trainer) -> int:
@@ -252,16 +240,23 @@ class StreamingPredictor:
         self.filtered_input = filtered_input
         self.backend = backend
         self.window = streaming_window(self.trainer)
-        FrameStep(self.trainer, 0)  # refuses networks that cannot stream, before any frame
+        check_streamable(self.trainer)  # refuses networks that cannot stream, before any frame
         self.coordinates, self.muscles = list(self.trainer.coordinates), list(self.trainer.muscles)
         self.grf_labels = list(self.trainer.grf_labels)
+        self.actuators = list(self.trainer.actuators) if self.trainer.network.actuator_head is not None else []
+        """Actuators of :attr:`StreamedFrame.actuator_forces` (none without an actuator head)."""
         self.n_features = 3 * len(self.coordinates) + len(self.grf_labels)
         self.lookahead_frames: int | None = 0 if self.lookahead == 0 else None
         self._step = None
         self._step_s = 1.0  # the stream's first time step (s), once two frames have arrived
-        self._time: list[float] = []
-        self._raw: list[np.ndarray] = []  # raw q per frame
-        self._features: list[np.ndarray] = []  # q, qd, qdd, grf per frame (final once emitted)
+        # Buffered frames (rows 0 to _count - 1; grown by doubling, trimmed by _trim): time (s), raw q, and
+        # the network input q, qd, qdd, grf (float32, final once emitted).
+        self._count = 0
+        self._time = np.empty(64)
+        self._raw = np.empty((64, len(self.coordinates)))
+        self._features = np.zeros((64, self.n_features), np.float32)
+        self._filters: dict[tuple, np.ndarray] = {}  # cached local-polynomial filters of uniform time steps
+        self._irregular = 0  # global index of the last frame whose time step is not the first one (within 1e-6)
         self._base = 0  # global index of the first buffered frame
         self._next = 0  # next frame to emit
         self._hidden: dict[int, np.ndarray] = {}  # window start -> forward GRU state
@@ -292,18 +287,13 @@ class StreamingPredictor:
         if self._finished:
             raise RuntimeError("the stream is finished; make a new StreamingPredictor")
         q, grf, qd, qdd = self._check_frame(time, q, grf, qd, qdd)
-        if len(self._time) == 1:  # the second frame: the stream's time step
+        if self._count == 1 and self._base == 0:  # the second frame: the stream's time step
             self._step_s = time - self._time[0]
             if self.lookahead_frames is None:
                 self.lookahead_frames = int(round(self.lookahead / self._step_s))
-        self._time.append(float(time))
-        self._raw.append(q)
-        if self.filtered_input:
-            self._features.append(np.concatenate([q, qd, qdd, grf]))
-        else:
-            self._features.append(np.concatenate([q, np.zeros_like(q), np.zeros_like(q), grf]))
+        self._append(time, q, qd, qdd, grf)
         out = []
-        newest = self._base + len(self._time) - 1
+        newest = self._base + self._count - 1
         if self.lookahead_frames is not None and newest - self._next >= self.lookahead_frames:
             if not self.filtered_input:
                 self._estimate(np.arange(self._next, newest + 1))
@@ -322,7 +312,7 @@ class StreamingPredictor:
         """The frames still waiting for their lookahead, with the offline windows of the whole stream."""
         began = clock.perf_counter()
         self._finished = True
-        n_frames = self._base + len(self._time)
+        n_frames = self._base + self._count
         if self._next >= n_frames:
             return []
         remaining = np.arange(self._next, n_frames)
@@ -334,13 +324,14 @@ class StreamingPredictor:
         spans = [(a, b) for a, b in windows(n_frames, self.window) if b > self._next]
         if spans[0][0] < self._base:
             raise RuntimeError("stream buffer too short for the final windows")  # pragma: no cover
-        features = np.asarray(self._features, dtype=np.float32)
+        features = self._features[:self._count]
         mean = self.trainer.feature_mean.astype(np.float32)
         std = self.trainer.feature_std.astype(np.float32)
         index = torch.tensor([list(range(a - self._base, b - self._base)) for a, b in spans])
         x = torch.as_tensor((features - mean) / std)
         with torch.inference_mode():
-            pieces = torch.sigmoid(network.sequence_logits(network.frame_features(x.cpu()[None])[0][index]))
+            logits, heads = network.sequence_outputs(network.frame_features(x.cpu()[None])[0][index])
+            pieces = torch.sigmoid(logits) if heads is None else torch.cat([torch.sigmoid(logits), heads], -1)
             length = index.shape[1]
             ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
             if len(spans) == 1 and spans[0] == (0, n_frames):
@@ -349,18 +340,26 @@ class StreamingPredictor:
                 0, index.reshape(-1), (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
             weight = pieces.new_zeros(len(features)).index_add_(0, index.reshape(-1), ramp.repeat(len(spans)))
         rows = remaining - self._base
+        blended = (total[rows] / weight[rows, None]).numpy()
+        n_muscles = len(self.muscles)
         lower, upper = (b.numpy() for b in self.trainer._bounds("cpu"))
-        activations = lower + (upper - lower) * (total[rows] / weight[rows, None]).numpy()
+        activations = lower + (upper - lower) * blended[:, :n_muscles]
         c = len(self.coordinates)
         kinematics = features[rows]
         with torch.inference_mode():
             forces = self.trainer.inference_muscle_model().muscle_forces(
                 torch.as_tensor(kinematics[:, :c]), torch.as_tensor(kinematics[:, c:2 * c]),
                 torch.as_tensor(activations, dtype=torch.float32)).numpy()
+        controls = actuator_forces = [None] * len(rows)
+        if heads is not None:
+            optimal = {a.name: a.optimal_force for a in self.trainer.info.actuators}
+            controls = blended[:, n_muscles:] * np.asarray(self.trainer.control_scale, float)
+            actuator_forces = controls * np.array([optimal[a] for a in self.trainer.actuators])
         elapsed = clock.perf_counter() - began
         self._next = n_frames
-        return [StreamedFrame(time=self._time[r], activations=activations[i].astype(float),
-                              forces=forces[i].astype(float), compute_s=elapsed) for i, r in enumerate(rows)]
+        return [StreamedFrame(time=float(self._time[r]), activations=activations[i].astype(float),
+                              forces=forces[i].astype(float), actuator_controls=controls[i],
+                              actuator_forces=actuator_forces[i], compute_s=elapsed) for i, r in enumerate(rows)]
 
     @property
     def latency(self) -> dict:
@@ -379,14 +378,15 @@ class StreamingPredictor:
         c, g = len(self.coordinates), len(self.grf_labels)
         if not (isinstance(time, (int, float, np.floating, np.integer)) and math.isfinite(time)):
             raise InputError(f"frame time must be a finite number of seconds, got {time!r}")
-        if self._time and not time > self._time[-1]:
-            raise InputError(f"frame time {time:.10g} s is not after the previous frame's {self._time[-1]:.10g} s")
+        if self._count and not time > self._time[self._count - 1]:
+            raise InputError(f"frame time {time:.10g} s is not after the previous frame's "
+                             f"{self._time[self._count - 1]:.10g} s")
 
         def vector(values, n, what):
             array = np.asarray(values if values is not None else np.zeros(0), dtype=float).reshape(-1)
             if array.shape != (n,):
                 raise InputError(f"frame at {time:g} s: {what} has {array.size} values, the checkpoint expects {n}")
-            if not np.all(np.isfinite(array)):
+            if not np.isfinite(array).all():
                 raise InputError(f"frame at {time:g} s: {what} has a NaN or infinite value")
             return array
 
@@ -400,17 +400,30 @@ class StreamingPredictor:
         return (vector(q, c, "q"), vector(grf, g, "grf"), *derivatives)
 
     def _estimate(self, frames: np.ndarray) -> None:
-        """Kinematics of ``frames`` (global indices) from the raw coordinates buffered so far."""
+        """Kinematics of ``frames`` (consecutive global indices) from the raw coordinates buffered so far.
+
+        With uniform time steps (within 1e-6 of a step) the local polynomials are a fixed linear
+        filter of the samples, computed once per frame pattern and then applied as one product.
+        """
         past = self._past_frames()
         ahead = min(self.lookahead_frames or 0, past)  # a longer span than 2 x PAST_SPAN_S is too long for a cubic
-        first = max(0, int(frames.min()) - self._base - past)  # only the samples the fits use
-        q, qd, qdd = local_polynomial(np.asarray(self._time[first:]), np.asarray(self._raw[first:]),
-                                      frames - self._base - first, past, ahead, 3 if ahead else 2,
-                                      self._step_s * past)
+        first = max(0, int(frames[0]) - self._base - past)  # only the samples the fits use
+        time, raw = self._time[first:self._count], self._raw[first:self._count]
+        offsets = frames - self._base - first
+        degree = 3 if ahead else 2
         c = len(self.coordinates)
-        for i, frame in enumerate(frames - self._base):
-            row = self._features[frame]
-            row[:c], row[c:2 * c], row[2 * c:3 * c] = q[i], qd[i], qdd[i]
+        if self._irregular <= self._base + first:  # no irregular step among the samples
+            key = (len(time), int(offsets[0]), len(offsets))
+            weights = self._filters.get(key)
+            if weights is None:  # (3 n, samples): q, qd, qdd rows of each frame's least-squares fit
+                identity = local_polynomial(self._step_s * np.arange(len(time)), np.eye(len(time)), offsets,
+                                            past, ahead, degree, self._step_s * past)
+                weights = self._filters[key] = np.stack(identity, 1).reshape(-1, len(time))
+            estimates = (weights @ raw).reshape(len(offsets), 3 * c)
+        else:
+            estimates = np.concatenate(local_polynomial(time, raw, offsets, past, ahead, degree,
+                                                        self._step_s * past), 1)
+        self._features[offsets[0] + first:offsets[-1] + first + 1, :3 * c] = estimates
 
     def _past_frames(self) -> int:
         return max(2, int(round(PAST_SPAN_S / self._step_s)))
@@ -424,7 +437,7 @@ class StreamingPredictor:
         step = self._step
         window, stride, n_windows, n_frames = step.window, step.stride, step.n_windows, step.n_frames
         hidden = np.zeros((n_windows, step.hidden_size), np.float32)
-        mask = np.zeros((n_windows, n_frames), np.float32)
+        lengths = np.ones(n_windows, np.int64)
         weights = np.zeros(n_windows, np.float32)
         first = (t // stride) * stride
         starts = [first - i * stride for i in range(n_windows)]
@@ -434,21 +447,42 @@ class StreamingPredictor:
             if start in self._hidden:
                 hidden[i] = self._hidden[start]
             weights[i] = min(t - start + 1, start + window - t)
-            mask[i, :min(newest, start + window - 1) - t + 1] = 1.0
-        rows = [min(t + k, newest) - self._base for k in range(n_frames)]
-        features = np.asarray([self._features[r] for r in rows], dtype=np.float32)
-        activations, forces, states = step(features, hidden, mask, weights)
+            lengths[i] = min(newest, start + window - 1, t + n_frames - 1) - t + 1
+        row, last = t - self._base, newest - self._base
+        features = self._features[row:row + n_frames]
+        if row + n_frames > last + 1:  # the stream's first frames: fewer than K available (ignored rows)
+            features = self._features[np.minimum(np.arange(row, row + n_frames), last)]
+        activations, forces, controls, actuator_forces, states = step(features, hidden, lengths, weights)
         self._hidden = {start: states[i] for i, start in enumerate(starts)
                         if weights[i] > 0 and t + 1 < start + window}
-        return StreamedFrame(time=self._time[t - self._base], activations=activations.astype(float),
-                             forces=forces.astype(float))
+        headed = self.trainer.network.actuator_head is not None
+        return StreamedFrame(time=float(self._time[t - self._base]), activations=activations.astype(float),
+                             forces=forces.astype(float),
+                             actuator_controls=controls.astype(float) if headed else None,
+                             actuator_forces=actuator_forces.astype(float) if headed else None)
+
+    def _append(self, time: float, q, qd, qdd, grf) -> None:
+        if self._count == len(self._time):  # full: double the buffers
+            self._time, self._raw, self._features = (np.concatenate([b, np.zeros_like(b)])
+                                                     for b in (self._time, self._raw, self._features))
+        i, c = self._count, len(q)
+        if i and abs(time - self._time[i - 1] - self._step_s) > 1e-6 * self._step_s:
+            self._irregular = self._base + i
+        self._time[i], self._raw[i] = time, q
+        self._features[i, :c] = q
+        if self.filtered_input:
+            self._features[i, c:2 * c], self._features[i, 2 * c:3 * c] = qd, qdd
+        self._features[i, 3 * c:] = grf
+        self._count += 1
 
     def _trim(self) -> None:
         """Forget frames no longer needed (kept: the final windows' span and the kinematics fits' past)."""
         keep = 2 * self.window + (self.lookahead_frames or 0) + self._past_frames() + 8
-        drop = len(self._time) - keep
-        if drop > 4 * keep:  # trim in chunks: fewer list copies
-            del self._time[:drop], self._raw[:drop], self._features[:drop]
+        drop = self._count - keep
+        if drop > 4 * keep:  # trim in chunks: fewer copies
+            for buffer in (self._time, self._raw, self._features):
+                buffer[:keep] = buffer[drop:self._count]
+            self._count = keep
             self._base += drop
 
 

@@ -632,6 +632,20 @@ class Trainer:
             controls = _blend(self._window_outputs(features, index)[1], index, n_frames)
         return controls * torch.as_tensor(self.control_scale, dtype=controls.dtype, device=controls.device)
 
+    def outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`activations` and :meth:`controls` from one network pass (the BiGRU runs once for both heads)."""
+        if self.network.actuator_head is None:
+            return self.activations(features), None
+        lower, upper = self._bounds(features.device)
+        n_frames = features.shape[0]
+        index = window_index(n_frames, self.config.window, device=features.device)
+        with torch.inference_mode():
+            logits, heads = self._window_outputs(features, index)
+            activations = lower + (upper - lower) * _blend(torch.sigmoid(logits), index, n_frames)
+            controls = _blend(heads, index, n_frames)
+        return activations, controls * torch.as_tensor(self.control_scale, dtype=controls.dtype,
+                                                       device=controls.device)
+
     def _window_outputs(self, features: torch.Tensor, index: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and actuator head outputs (see :meth:`MJCABiGRU.sequence_outputs`) of the windows ``index``."""

@@ -176,21 +176,63 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True, info: ModelInf
         kinematics = load_kinematics(info, settings.motion, settings.external_loads, start=settings.start,
                                      end=settings.end, lowpass=settings.lowpass,
                                      step_interval=settings.step_interval)
-    actuators = [a.name for a in info.actuators]
-    all_names, q_all, qd_all, qdd_all = _with_locked(info, kinematics)
+    arguments = _dynamics_arguments(settings, info, kinematics)
     before_child = time.perf_counter()
-    (tau, actuator_map), child_seconds = run_in_child_timed(
-        "inverse dynamics", generalized_forces, settings.model, settings.reserves,
-        settings.external_loads and str(Path(settings.external_loads).resolve()),
-        all_names, kinematics.time, q_all, qd_all, qdd_all, actuators)
+    forces, child_seconds = run_in_child_timed("inverse dynamics", generalized_forces, *arguments)
     child_startup = time.perf_counter() - before_child - child_seconds
-    free = [all_names.index(c) for c in kinematics.coordinates]
-    trial = Trial(**asdict(kinematics), tau=tau[:, free], actuators=actuators,
-                  actuator_map=actuator_map[:, :, free], settings=asdict(settings),
-                  preparation_s=time.perf_counter() - began - child_startup)
+    trial = _with_dynamics(kinematics, settings, arguments, forces, time.perf_counter() - began - child_startup)
     if stored is not None:
         _save(stored, trial, info)
     return trial, info
+
+
+def prepare_trials(settings: list[TrialSettings], info: ModelInfo, kinematics: list[Kinematics], *,
+                   cache: bool = True) -> list[Trial]:
+    """:func:`prepare_trial` of many trials of one model: the inverse dynamics of those not cached come
+    from one child process (one interpreter start). :attr:`Trial.preparation_s`: this call's time per trial."""
+    began = time.perf_counter()
+    stored = [cache_folder() / "trials" / f"{_cache_key(s)}.npz" if cache else None for s in settings]
+    trials: list[Trial | None] = [None] * len(settings)
+    missing = []
+    for i, path in enumerate(stored):
+        if path is not None and path.is_file():
+            reused(path, "inverse dynamics")
+            trials[i] = _load(path)[0]
+        else:
+            missing.append(i)
+    if missing:
+        arguments = [_dynamics_arguments(settings[i], info, kinematics[i]) for i in missing]
+        results = run_in_child("inverse dynamics", generalized_forces_of_each, arguments)
+        for i, argument, forces in zip(missing, arguments, results):
+            trials[i] = _with_dynamics(kinematics[i], settings[i], argument, forces, 0.0)
+            if stored[i] is not None:
+                _save(stored[i], trials[i], info)
+    for trial in trials:
+        trial.preparation_s = (time.perf_counter() - began) / len(trials)
+    return trials
+
+
+def generalized_forces_of_each(arguments: list[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`opensim_pinn.osim.generalized_forces` of each argument tuple (in one child process)."""
+    return [generalized_forces(*argument) for argument in arguments]
+
+
+def _dynamics_arguments(settings: TrialSettings, info: ModelInfo, kinematics: Kinematics) -> tuple:
+    """Arguments of :func:`opensim_pinn.osim.generalized_forces` for a trial (locked coordinates included)."""
+    all_names, q_all, qd_all, qdd_all = _with_locked(info, kinematics)
+    return (settings.model, settings.reserves,
+            settings.external_loads and str(Path(settings.external_loads).resolve()),
+            all_names, kinematics.time, q_all, qd_all, qdd_all, [a.name for a in info.actuators])
+
+
+def _with_dynamics(kinematics: Kinematics, settings: TrialSettings, arguments: tuple, forces: tuple,
+                   preparation_s: float) -> Trial:
+    """The Trial of ``kinematics`` with ``generalized_forces(*arguments)`` = ``forces`` (unlocked coordinates)."""
+    tau, actuator_map = forces
+    all_names, actuators = arguments[3], arguments[8]
+    free = [all_names.index(c) for c in kinematics.coordinates]
+    return Trial(**asdict(kinematics), tau=tau[:, free], actuators=list(actuators),
+                 actuator_map=actuator_map[:, :, free], settings=asdict(settings), preparation_s=preparation_s)
 
 
 def load_model_info(model: str | Path, reserves: str | Path | None = None) -> ModelInfo:

@@ -71,8 +71,8 @@ def test_exported_file_runs_without_the_package_and_matches_pytorch(fmt, trainer
     assert summary["muscles"] == trainer.muscles and out.is_file()
     window = trainer.config.window
     model = WindowModel(trainer)
-    assert summary["frames"] == ("any" if fmt == "torchscript" else window)
-    for n_frames in ((window, 7) if fmt == "torchscript" else (window,)):  # TorchScript: any length
+    assert summary["frames"] == "any"  # the default network is fused: any length, in ONNX too
+    for n_frames in (window, 2 * window + 3):
         features = trial_features(kinematics)[:n_frames].astype(np.float32)
         np.savez(tmp_path / "inputs.npz", features=features)
         done = subprocess.run([sys.executable, "-c", RUNNER, str(out), fmt, str(tmp_path / "inputs.npz"),
@@ -114,11 +114,39 @@ def test_frame_step_backends_agree(trainer):
     generator = np.random.default_rng(0)
     features = (trainer.feature_mean + trainer.feature_std * generator.standard_normal(
         (step.n_frames, len(trainer.feature_mean)))).astype(np.float32)
-    hidden = generator.standard_normal((step.n_windows, step.weight_hh_forward.shape[1])).astype(np.float32) * 0.3
-    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)[:step.n_windows]
+    hidden = generator.standard_normal((step.n_windows, step.hidden_size)).astype(np.float32) * 0.3
+    lengths = np.array([4, 2], np.int64)[:step.n_windows]
     weights = np.array([3.0, 5.0], np.float32)[:step.n_windows]
-    results = {backend: frame_step_runner(step, backend)(features, hidden, mask, weights)
+    results = {backend: frame_step_runner(step, backend)(features, hidden, lengths, weights)
                for backend in ("torch", "torchscript", "onnxruntime")}
     for backend in ("torchscript", "onnxruntime"):
         for ours, reference in zip(results[backend], results["torch"]):
-            assert _close(ours, reference), backend
+            assert ours.shape == reference.shape and (not ours.size or _close(ours, reference)), backend
+
+
+def test_unfused_network_exports_with_fixed_frames(trainer, kinematics, tmp_path):
+    """A cnn network is not fused: it is exported as it runs, to ONNX with the fixed --frames, with predict's numbers."""
+    pytest.importorskip("onnxruntime")
+    import copy
+
+    import onnxruntime
+
+    from opensim_pinn.network import NetworkConfig, build_network
+    from opensim_pinn.trainer import trial_features
+
+    cnn = copy.copy(trainer)
+    cnn.config = copy.deepcopy(trainer.config)
+    cnn.config.network = NetworkConfig(architecture="cnn")
+    torch.manual_seed(0)
+    cnn.network = build_network(cnn.config.network, len(trainer.coordinates), len(trainer.grf_labels),
+                                len(trainer.muscles), trainer.network.n_actuators).eval()
+    cnn.save(tmp_path / "cnn.pt")
+    window = trainer.config.window
+    summary = export_model(tmp_path / "cnn.pt", tmp_path / "cnn.onnx", "onnx", frames=window)
+    assert summary["frames"] == window and not WindowModel(cnn).fused
+    piece = type(kinematics)(name="piece", time=kinematics.time[:window], coordinates=kinematics.coordinates,
+                             q=kinematics.q[:window], qd=kinematics.qd[:window], qdd=kinematics.qdd[:window],
+                             grf_labels=kinematics.grf_labels, grf=kinematics.grf[:window])
+    session = onnxruntime.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+    activations, _ = session.run(None, {"features": trial_features(piece).astype(np.float32)})
+    assert _close(activations, cnn.predict(piece))

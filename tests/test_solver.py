@@ -153,3 +153,22 @@ def test_degenerate_rows():
     assert np.all(residual <= 1e-6 * (1 + np.abs(target).max(axis=1)))
     # Nothing to balance: every variable at its smallest magnitude (0.01 or 0).
     np.testing.assert_array_equal(x[1], np.clip(np.zeros(12), lower, upper))
+
+
+def test_warm_start_from_neighbouring_frames_finds_the_same_optimum():
+    """static_opt.solve_frames (every 5th frame first, the others from the nearest one's multipliers) on a
+    smoothly changing trial: the same optimum per frame as cold starts, to the default tolerance."""
+    from opensim_pinn.static_opt import solve_frames
+
+    matrix, target, lower, upper = _problem(7, 4, 20, 4, n_frames=1)
+    phase = np.linspace(0, 2 * np.pi, 60)
+    drift = 1 + 0.2 * np.sin(phase)[:, None, None] * np.cos(np.arange(20))[None, None, :]
+    matrix = matrix * drift  # (60, 4, 20), varying smoothly from frame to frame
+    target = target * (1 + 0.3 * np.cos(phase))[:, None]
+    tensors = [torch.as_tensor(a, dtype=torch.float64) for a in (matrix, target, lower, upper)]
+    warm, warm_converged = solve_frames(*tensors, stride=5)
+    cold, cold_converged = _solve(matrix, target, lower, upper)
+    assert warm_converged.all() and cold_converged.all()
+    warm = warm.numpy()
+    np.testing.assert_allclose((warm ** 2).sum(1), (cold ** 2).sum(1), rtol=DEFAULT_OBJECTIVE_RTOL)
+    assert np.all(warm >= lower - 1e-12) and np.all(warm <= upper + 1e-12)

@@ -56,7 +56,7 @@ def test_full_lookahead_reproduces_offline_predict(trained):
     forces = np.array([f.forces for f in frames])
     assert np.abs(activations - offline).max() < FLOAT32_TOL
     assert np.abs(forces - offline_forces).max() < FLOAT32_TOL * max(1.0, np.abs(offline_forces).max())
-    assert all(f.actuator_forces is None for f in frames)  # this checkpoint has no actuator head
+    assert all(f.actuator_forces is None and f.actuator_controls is None for f in frames)  # no actuator head
 
 
 def test_shorter_lookahead_differs_but_stays_close(trained):
@@ -104,6 +104,27 @@ def test_local_polynomial_recovers_a_cubic():
     assert np.allclose(speed[:, 0], 2 - 6 * t + 12 * t ** 2, atol=1e-4)
     assert np.allclose(acceleration[:, 0], -6 + 24 * t, atol=1e-2)
     assert np.allclose(speed[:, 1], 0) and np.allclose(acceleration[:, 1], 0)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 1e-3])
+def test_streamed_kinematics_are_the_local_polynomials(trained, jitter):
+    """Uniform steps: the cached linear filter; irregular steps (jitter, in steps): the fits themselves."""
+    trainer, _, raw = trained
+    step = raw.time[1] - raw.time[0]
+    n = 40
+    time = raw.time[:n] + jitter * step * np.random.default_rng(0).uniform(-1, 1, n) * (np.arange(n) > 1)
+    stream = StreamingPredictor(trainer, lookahead=0.05)
+    for i in range(n):
+        stream.push(time[i], raw.q[i], raw.grf[i])
+    assert bool(stream._filters) == (jitter == 0)  # the filter path is taken only with uniform steps
+    past = stream._past_frames()
+    frames = np.arange(stream._next)  # final: estimated when emitted, with lookahead frames after each
+    expected = local_polynomial(time, raw.q[:n], frames, past, min(stream.lookahead_frames, past), 3,
+                                stream._step_s * past)
+    c = len(trainer.coordinates)
+    for k, values in enumerate(expected):
+        streamed = stream._features[:len(frames), k * c:(k + 1) * c]
+        assert np.abs(streamed - values).max() <= 1e-5 * max(1.0, np.abs(values).max())  # stored as float32
 
 
 def test_bad_frames_are_one_line_input_errors(trained):
@@ -155,3 +176,39 @@ def test_stream_command_refuses_to_overwrite(demo_checkpoint, tmp_path):
     assert done.returncode == 2
     assert "--force" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert (tmp_path / "stdin_stream_forces.sto").read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def headed(builtin_project, tmp_path_factory):
+    """A checkpoint with an actuator head (reserves on every coordinate), briefly trained: 5 epochs."""
+    from opensim_pinn.train import train_network
+
+    root = tmp_path_factory.mktemp("streaming_actuators")
+    project = {k: str(v) for k, v in builtin_project.items()}
+    train_network(project["model"], [project["motion"]], [project["external_loads"]], reserves="auto", end=0.8,
+                  epochs=5, out=root / "train", progress=False)
+    return {**project, "checkpoint": root / "train" / "checkpoint.pt", "root": root, "end": 0.8}
+
+
+def test_streamed_actuator_forces_are_predicts(headed):
+    """The actuator head's forces in the stream are those predict writes (full lookahead, offline kinematics)."""
+    from opensim_pinn.predict import predict
+    from opensim_pinn.trainer import Trainer
+    from opensim_pinn.trial import load_kinematics
+
+    trainer = Trainer.load(headed["checkpoint"])
+    assert trainer.network.actuator_head is not None and trainer.actuators
+    kinematics = load_kinematics(trainer.info, headed["motion"], headed["external_loads"], end=headed["end"],
+                                 lowpass=trainer.lowpass)
+    step = kinematics.time[1] - kinematics.time[0]
+    stream = StreamingPredictor(trainer, lookahead=trainer.config.window * step, filtered_input=True)
+    frames = _stream(stream, kinematics, filtered=True)
+    assert stream.actuators == trainer.actuators
+    forces = np.array([f.actuator_forces for f in frames])
+    written = predict(headed["checkpoint"], headed["motion"], headed["external_loads"], end=headed["end"],
+                      out=headed["root"] / "predicted")
+    table = read_storage(written["files"][0])
+    assert table.n_frames == len(frames)
+    expected = np.column_stack([table.column(a) for a in trainer.actuators])
+    assert np.abs(forces - expected).max() <= FLOAT32_TOL * max(1.0, np.abs(expected).max())
+    assert np.abs(expected).max() > 0  # the head's outputs are not all zero: a real comparison

@@ -1,0 +1,79 @@
+"""The fused inference parts (opensim_pinn.fused) give the numbers of the modules they are built from.
+
+Muscle forces for every muscle class (the built-in model's Millard muscles, and the same
+muscles relabelled Thelen2003 and DeGrooteFregly2016, with their curves' default
+parameters), on the trial's kinematics and on speeds that reach every branch of the
+force-velocity curves; the encoder of both per-frame architectures, with and without
+ground reaction forces, at random weights and a normalisation far from zero mean and unit std.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from opensim_pinn.fused import FusedEncoder, FusedMuscleForces
+from opensim_pinn.muscle import _CLASS_CODES
+from opensim_pinn.network import NetworkConfig, build_network
+
+FLOAT32_TOL = 1e-5  # relative to the largest value: the same float32 formulas, constants precomputed in float64
+
+
+@pytest.fixture(scope="module")
+def trainer(demo_checkpoint):
+    from opensim_pinn.trainer import Trainer
+
+    return Trainer.load(demo_checkpoint["checkpoint"])
+
+
+def _relabelled(muscles, classes):
+    model = copy.deepcopy(muscles)
+    codes = [_CLASS_CODES[classes[i % len(classes)]] for i in range(len(model.muscles))]
+    model.muscle_class = torch.tensor(codes)
+    model.classes_present = frozenset(codes)
+    return model
+
+
+@pytest.mark.parametrize("classes", [("Millard2012EquilibriumMuscle",), ("Thelen2003Muscle",),
+                                     ("DeGrooteFregly2016Muscle",),
+                                     ("Thelen2003Muscle", "Millard2012EquilibriumMuscle", "DeGrooteFregly2016Muscle")])
+def test_fused_muscle_forces_match_the_muscle_module(trainer, demo_checkpoint, classes):
+    from opensim_pinn.trial import load_kinematics
+
+    model = _relabelled(trainer.muscle_model, classes).to(torch.float32)
+    kinematics = load_kinematics(trainer.info, demo_checkpoint["motion"], demo_checkpoint["external_loads"],
+                                 end=demo_checkpoint["end"], lowpass=trainer.lowpass)
+    generator = np.random.default_rng(1)
+    q = np.concatenate([kinematics.q, kinematics.q[::-1]])
+    # Speeds from still to ten times the walk's: shortening past the maximum speed and lengthening past the knee.
+    qd = np.concatenate([kinematics.qd, kinematics.qd * generator.uniform(-10, 10, (len(q) - len(kinematics.qd), 1))])
+    q, qd = torch.tensor(q, dtype=torch.float32), torch.tensor(qd, dtype=torch.float32)
+    activations = torch.tensor(generator.uniform(0.01, 1, (len(q), len(model.muscles))), dtype=torch.float32)
+    fused = FusedMuscleForces(model)
+    with torch.no_grad():
+        reference = model.muscle_forces(q, qd, activations)
+        batched = fused(q, qd, activations)
+        one_frame = fused(q[5], qd[5], activations[5])
+    scale = reference.abs().max().item()
+    assert scale > 0 and (reference == 0).float().mean() < 0.5  # mostly non-zero forces: a real comparison
+    assert (batched - reference).abs().max().item() <= FLOAT32_TOL * scale
+    assert (one_frame - reference[5]).abs().max().item() <= FLOAT32_TOL * scale
+
+
+@pytest.mark.parametrize("architecture", ["mjca", "bigru"])
+@pytest.mark.parametrize("n_grf", [6, 0])
+def test_fused_encoder_matches_the_network(architecture, n_grf):
+    torch.manual_seed(0)
+    n_coordinates = 5
+    network = build_network(NetworkConfig(architecture=architecture), n_coordinates, n_grf, n_muscles=7).eval()
+    n_features = 3 * n_coordinates + n_grf
+    mean, std = torch.linspace(-2, 300, n_features), torch.linspace(0.1, 50, n_features)
+    features = mean + std * torch.randn(9, n_features)
+    with torch.no_grad():
+        reference = network.frame_features(((features - mean) / std)[None])[0]
+        fused = FusedEncoder(network, mean, std)(features)
+    assert fused.shape == reference.shape
+    assert (fused - reference).abs().max().item() <= FLOAT32_TOL * max(1.0, reference.abs().max().item())
