@@ -148,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop training after this long")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _device_option(train, "to train")
-    train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn"),
+    train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn", "mlp"),
                        help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
-                            "cnn: a temporal CNN in place of the attention")
+                            "cnn: a temporal CNN in place of the attention; mlp: a per-frame MLP baseline "
+                            "(no attention, no GRU)")
     train.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="N",
                        help=f"epochs between snapshots for --resume (default {DEFAULT_SNAPSHOT_EVERY})")
     _out_options(train, required=False, needed=" (needed unless --resume or --setup)")

@@ -34,7 +34,7 @@ What differs from the offline :func:`opensim_pinn.predict.predict`:
   lookahead of ``W`` frames gives offline ``predict`` (tested within 1e-4).
 
 Only per-frame encoders with one GRU layer stream (architectures ``mjca`` and
-``bigru``, ``gru_layers=1``, the defaults).
+``bigru``, ``gru_layers=1``, the defaults; not ``cnn`` or ``mlp``).
 
 Examples
 --------
@@ -129,7 +129,7 @@ class FrameStep(nn.Module):
         super().__init__()
         network = trainer.network
         config = network.config
-        if not network.per_frame_encoder or config.gru_layers != 1:
+        if not network.per_frame_encoder or network.gru is None or config.gru_layers != 1:
             raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
                              "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
         self.window = streaming_window(trainer)

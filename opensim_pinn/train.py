@@ -58,7 +58,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         Training length (default :data:`DEFAULT_EPOCHS`), and a wall-clock limit in seconds.
     seed : int
     device : "cpu" or "cuda"
-    architecture : "mjca", "bigru" or "cnn"
+    architecture : "mjca", "bigru", "cnn" or "mlp"
     out : path
         Output folder.
     force : bool
