@@ -20,8 +20,8 @@ dynamics.
   (:data:`TIME_SCALES`): velocities scale by ``1/s``, accelerations by ``1/s^2``;
   the forces are the recorded ones, inverse dynamics computes what the muscles
   then have to add.
-- ``"perturb"``: constant offsets (:data:`POSE_NOISE_RAD`, seeded) added to the
-  rotational coordinates.
+- ``"perturb"``: :data:`PERTURBED_COPIES` versions with constant offsets
+  (:data:`POSE_NOISE_RAD`, seeded) added to the rotational coordinates.
 
 Examples
 --------
@@ -54,6 +54,9 @@ TIME_SCALES = (0.85, 1.15)
 
 POSE_NOISE_RAD = np.deg2rad(2.0)
 """Standard deviation of the ``"perturb"`` offsets of rotational coordinates (rad)."""
+
+PERTURBED_COPIES = 1
+"""Versions of each trial that ``"perturb"`` makes (each with its own offsets)."""
 
 SYMMETRY_TOLERANCE = 0.9
 """Smallest |cosine| between a coordinate's mirrored direction and its partner's for a bilateral model."""
@@ -208,7 +211,7 @@ def augmented_settings(settings, augmentations, info: ModelInfo, *, seed: int = 
     loads = settings.external_loads
     origin = float(motion.time[0])
     key = hashlib.sha256(json.dumps([str(Path(settings.motion).resolve()), str(loads), sorted(augmentations),
-                                     seed, list(TIME_SCALES), float(POSE_NOISE_RAD)]).encode())
+                                     seed, list(TIME_SCALES), float(POSE_NOISE_RAD), PERTURBED_COPIES]).encode())
     key.update(Path(settings.motion).read_bytes())
     folder = cache_folder() / "augmented" / key.hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,7 +229,8 @@ def augmented_settings(settings, augmentations, info: ModelInfo, *, seed: int = 
                           _time_scaled_loads(base_loads, scale, origin, folder, f"{stem}{suffix}_time{scale:g}"),
                           scale) for scale in TIME_SCALES]
         if "perturb" in augmentations:
-            versions.append((f"{suffix}_perturb", perturbed_motion(table, info, seed + len(made)), base_loads, 1.0))
+            versions += [(f"{suffix}_perturb{k}", perturbed_motion(table, info, seed + 1000 * k + len(versions)),
+                          base_loads, 1.0) for k in range(PERTURBED_COPIES)]
         for name, version, version_loads, scale in versions:
             path = folder / f"{stem}{name}.mot"
             write_storage(path, version)

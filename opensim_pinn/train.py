@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import AUGMENTATIONS, augmented_settings
 from .errors import InputError
 from .external_loads import check_same_loads
 from .network import NetworkConfig
@@ -32,7 +33,8 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
-                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> dict:
+                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+                  augment: list[str] | None = None) -> dict:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 
     While training, ``out/resume.pt`` holds a snapshot every ``snapshot_every``
@@ -65,6 +67,9 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         Replace existing output files (and the snapshot of an interrupted run).
     snapshot_every : int
         Epochs between snapshots.
+    augment : list of str, optional
+        Also train on augmented versions of every trial (:data:`opensim_pinn.augment.AUGMENTATIONS`:
+        ``"mirror"``, ``"timescale"``, ``"perturb"``), each with its own inverse dynamics.
 
     Returns
     -------
@@ -93,6 +98,9 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         raise InputError(f"--epochs must be 1 or more, got {epochs}")
     if snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
+    unknown = [a for a in augment or [] if a not in AUGMENTATIONS]
+    if unknown:
+        raise InputError(f"--augment {','.join(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
     check_not_training(out)
     if interrupted(out) and not force:
@@ -107,7 +115,8 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
                  "reserves": reserves if reserves in (None, "auto") else absolute(reserves),
                  "start": start, "end": end, "lowpass": lowpass, "step_interval": step_interval,
                  "epochs": epochs or DEFAULT_EPOCHS, "time_limit": time_limit, "seed": seed, "device": device,
-                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every}
+                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every,
+                 "augment": sorted(set(augment or []))}
     return _run_training(arguments, Path(out), progress=progress)
 
 
@@ -159,10 +168,11 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     check_same_loads(checked)
     trials = []
     for (motion, loads), kinematics in zip(trial_files, checked):
-        trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
-                                               reserves=settings["reserves"], **window),
-                                 info=info, kinematics=kinematics)
-        trials.append(trial)
+        trial_settings = TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
+                                       reserves=settings["reserves"], **window)
+        trials.append(prepare_trial(trial_settings, info=info, kinematics=kinematics)[0])
+        for augmented in augmented_settings(trial_settings, settings.get("augment", []), info):
+            trials.append(prepare_trial(augmented, info=info)[0])
     prepared = time.perf_counter()
     if snapshot is not None:
         polynomials = [PathPolynomial.from_dict(p) for p in snapshot["path_polynomials"]]

@@ -76,3 +76,18 @@ def test_unknown_augmentation_is_refused(gait10):
     settings, info, _ = gait10
     with pytest.raises(InputError, match="choose from mirror"):
         augmented_settings(settings, ["flip"], info)
+
+
+def test_train_with_time_scaled_versions_and_mirror_refused(builtin_project, tmp_path):
+    """train --augment timescale adds the slower and faster trials; the one-legged built-in model cannot mirror."""
+    from opensim_pinn.train import train_network
+
+    project = {k: str(v) for k, v in builtin_project.items()}
+    summary = train_network(project["model"], [project["motion"]], [project["external_loads"]], end=0.6,
+                            epochs=5, out=tmp_path / "run", progress=False, augment=["timescale"])
+    assert len(summary["trials"]) == 1 + len(TIME_SCALES)
+    with pytest.raises(InputError, match="not bilateral"):
+        train_network(project["model"], [project["motion"]], [project["external_loads"]], end=0.6, epochs=5,
+                      out=tmp_path / "mirrored", progress=False, augment=["mirror"])
+    with pytest.raises(InputError, match="choose from"):
+        train_network(project["model"], [project["motion"]], out=tmp_path / "bad", augment=["flip"])
