@@ -127,6 +127,11 @@ class TrainConfig:
         wait for each other at every operation). ``None``: torch's setting.
         ``predict`` and ``compare`` time inference on one thread too
         (:data:`opensim_pinn.predict.INFERENCE_THREADS`, their ``--threads``).
+    input_noise : float
+        Standard deviation of Gaussian noise added to the normalised inputs at
+        every training step (in units of each feature's standard deviation over
+        the training frames): a regulariser for frames unlike the training ones.
+        Seeded by ``seed``; a resumed run draws other noise than the uninterrupted one.
     logit_limit : float
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
@@ -146,6 +151,7 @@ class TrainConfig:
     initial_damping: float = 1.0
     damping: float = 1e-6
     logit_limit: float = 10.0
+    input_noise: float = 0.0
     threads: int | None = 1
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -361,6 +367,7 @@ class Trainer:
         bar = tqdm(total=config.epochs, initial=first, desc="training", unit="epoch", disable=not self.progress,
                    leave=False, mininterval=0.5)
         self.network.train()
+        noise = torch.Generator(device=lower.device).manual_seed(config.seed + first)  # for input_noise
         try:
             for epoch in range(first, config.epochs):
                 if snapshot is not None and epoch % snapshot_every == 0:
@@ -382,6 +389,9 @@ class Trainer:
                 totals = dict.fromkeys(("dynamics", "performance", "boundary", "total", "control_fit"), 0.0)
                 for x, index, target, hessian in batches:
                     share = index.numel() / n_frames
+                    if config.input_noise:
+                        x = x + config.input_noise * torch.randn(x.shape, generator=noise, dtype=x.dtype,
+                                                                 device=x.device)
                     logits, head = self._window_outputs(x, index)
                     slope = torch.sigmoid(logits)
                     activations = lower + (upper - lower) * slope

@@ -91,3 +91,21 @@ def test_train_with_time_scaled_versions_and_mirror_refused(builtin_project, tmp
                       out=tmp_path / "mirrored", progress=False, augment=["mirror"])
     with pytest.raises(InputError, match="choose from"):
         train_network(project["model"], [project["motion"]], out=tmp_path / "bad", augment=["flip"])
+
+
+def test_input_noise_is_seeded_and_changes_training(demo_checkpoint):
+    """TrainConfig.input_noise: the same seed gives the same network; the noise changes what is learnt."""
+    import torch
+
+    from opensim_pinn.trainer import TrainConfig, Trainer
+
+    trained = Trainer.load(demo_checkpoint["checkpoint"])
+    trial, _ = prepare_trial(TrialSettings(**trained.trial_settings[0]), info=trained.info)
+
+    def fit(noise: float):
+        trainer = Trainer(TrainConfig(epochs=4, input_noise=noise), progress=False)
+        trainer.fit([trial], trained.info, trained.muscle_model, polynomials=trained.polynomials)
+        return torch.cat([p.detach().flatten() for p in trainer.network.parameters()])
+
+    noisy = fit(0.3)
+    assert torch.equal(noisy, fit(0.3)) and not torch.equal(noisy, fit(0.0))
