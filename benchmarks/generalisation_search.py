@@ -5,12 +5,14 @@ next stride). Each variant is trained label-free from the same seed; its muscle 
 held-out frames are compared with the fast Static Optimization solver
 (:func:`opensim_pinn.static_opt.fast_static_optimization`, which agrees with OpenSim SO at R^2 0.9999),
 per muscle: median R^2 and mean NRMSE (RMSE / range). Training-frame R^2 is reported too.
+Variants train without input noise unless they name it ("noise0.3" is the package's default since this search).
 
 Every variant uses the same path polynomials (fitted once on the poses of the whole walk and its
 mirror image), so that differences come from the network and its data only.
 
-Usage: python benchmarks/generalisation_search.py [--variants a,b] [--epochs N] [--seeds 0,1]
+Usage: python benchmarks/generalisation_search.py [--variants a,b] [--epochs N] [--seeds 0,1] [--opensim]
        [--out benchmarks/results/generalisation_search.json]
+       python benchmarks/generalisation_search.py --table   (the saved results as a Markdown table)
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from opensim_pinn.metrics import nrmse, r2
 from opensim_pinn.muscle import MusculoskeletalModel
 from opensim_pinn.network import NetworkConfig
 from opensim_pinn.paths import load_or_fit_paths
-from opensim_pinn.static_opt import fast_static_optimization
+from opensim_pinn.child import run_in_child
+from opensim_pinn.static_opt import fast_static_optimization, opensim_static_optimization
 from opensim_pinn.storage import read_storage
 from opensim_pinn.trainer import TrainConfig, Trainer
 from opensim_pinn.trial import TrialSettings, load_model_info, prepare_trial
@@ -70,7 +73,9 @@ VARIANTS = {
     "perturb10x4": {"augment": ["perturb"], "perturb": (10.0, 4)},
     "noise0.1": {"train": {"input_noise": 0.1}},
     "noise0.3": {"train": {"input_noise": 0.3}},
+    "noise0.4": {"train": {"input_noise": 0.4}},
     "noise0.5": {"train": {"input_noise": 0.5}},
+    "noise0.5+epochs2000": {"train": {"input_noise": 0.5, "epochs": 2000}},
     "mirror+noise0.3": {"augment": ["mirror"], "train": {"input_noise": 0.3}},
     "perturb5x4+noise0.3": {"augment": ["perturb"], "perturb": (5.0, 4), "train": {"input_noise": 0.3}},
     "weight_decay1e-3": {"weight_decay": 1e-3},
@@ -149,8 +154,14 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the trainer's)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--opensim", action="store_true",
+                        help="also compare the held-out frames with OpenSim's own Static Optimization")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generalisation_search.json"))
+    parser.add_argument("--table", action="store_true", help="print the saved results as a table and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
 
@@ -166,6 +177,15 @@ def main() -> None:
     muscle_model = MusculoskeletalModel(info, polynomials)
     references = {name: fast_static_optimization(t, info, muscle_model).forces
                   for name, t in (("train", train_trial), ("test", test_trial))}
+    if args.opensim:
+        so = run_in_child("OpenSim static optimization", opensim_static_optimization, test_settings.model,
+                          test_settings.motion, test_settings.external_loads, test_settings.reserves, SPLIT, 2.5,
+                          test_settings.lowpass)
+        rows = [int(np.argmin(np.abs(so.time - t))) for t in test_trial.time]
+        assert np.abs(so.time[rows] - test_trial.time).max() < 1e-5, "OpenSim SO frames differ from the trial's"
+        opensim_forces = so.forces[rows][:, [so.labels.index(m.name) for m in info.muscles]]
+        agreement = evaluate(None, test_trial, references["test"], opensim_forces)
+        print(f"fast SO vs OpenSim SO on the held-out frames: median R^2 {agreement['median_r2']:.5f}", flush=True)
 
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -183,7 +203,7 @@ def main() -> None:
         trials = [t for _, t in pairs]
         ensemble = []
         for seed in (int(s) for s in args.seeds.split(",")):
-            train = {"seed": seed, **variant.get("train", {})}
+            train = {"seed": seed, "input_noise": 0.0, **variant.get("train", {})}  # as measured: noise only when named
             if args.epochs is not None and "epochs" not in variant.get("train", {}):
                 train["epochs"] = args.epochs
             config = TrainConfig(network=NetworkConfig(**variant.get("network", {})), threads=1, **train)
@@ -195,8 +215,13 @@ def main() -> None:
             row = {"variant": name, "seed": seed, "train_frames": sum(len(t.time) for t in trials),
                    "train_s": round(time.perf_counter() - began, 1),
                    "held_out": evaluate(trainer, test, references["test"]),
+                   **({"held_out_vs_opensim_so": evaluate(trainer, test, opensim_forces)} if args.opensim else {}),
                    "training": evaluate(trainer, trials[0], references["train"])}
             results[f"{name}/seed{seed}"] = row
+            if args.opensim:
+                print(f"{name:28s} seed {seed}  vs OpenSim SO: held-out R^2 "
+                      f"{row['held_out_vs_opensim_so']['median_r2']:.3f} NRMSE "
+                      f"{100 * row['held_out_vs_opensim_so']['mean_nrmse']:5.1f} %", flush=True)
             print(f"{name:28s} seed {seed}  held-out R^2 {row['held_out']['median_r2']:.3f} "
                   f"NRMSE {100 * row['held_out']['mean_nrmse']:5.1f} %   training R^2 "
                   f"{row['training']['median_r2']:.4f}   ({row['train_frames']} frames, {row['train_s']} s)",
@@ -213,6 +238,24 @@ def main() -> None:
                   f"NRMSE {100 * row['held_out']['mean_nrmse']:5.1f} %   training R^2 "
                   f"{row['training']['median_r2']:.4f}", flush=True)
             out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+
+
+def table(results: dict) -> str:
+    """One line per variant: held-out median R^2 and mean NRMSE, mean (min-max) over its seeds, its ensemble."""
+    lines = ["| variant | seeds | held-out median R^2 | held-out mean NRMSE | ensemble R^2 / NRMSE | training R^2 |",
+             "|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(key.split("/")[0] for key in results):
+        rows = [row for key, row in results.items() if key.startswith(f"{name}/seed")]
+        ensemble = next((row for key, row in results.items() if key.startswith(f"{name}/ensemble")), None)
+        r2s = [row["held_out"]["median_r2"] for row in rows]
+        errors = [100 * row["held_out"]["mean_nrmse"] for row in rows]
+        fits = [row["training"]["median_r2"] for row in rows]
+        both = "" if ensemble is None else (f"{ensemble['held_out']['median_r2']:.3f} / "
+                                            f"{100 * ensemble['held_out']['mean_nrmse']:.1f} %")
+        lines.append(f"| {name} | {len(rows)} | {np.mean(r2s):.3f} ({min(r2s):.3f}-{max(r2s):.3f}) | "
+                     f"{np.mean(errors):.1f} % ({min(errors):.1f}-{max(errors):.1f}) | {both} | {min(fits):.4f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
