@@ -5,7 +5,7 @@ next stride). Each variant is trained label-free from the same seed; its muscle 
 held-out frames are compared with the fast Static Optimization solver
 (:func:`opensim_pinn.static_opt.fast_static_optimization`, which agrees with OpenSim SO at R^2 0.9999),
 per muscle: median R^2 and mean NRMSE (RMSE / range). Training-frame R^2 is reported too.
-Variants train without input noise unless they name it ("noise0.3" is the package's default since this search).
+Variants train without input noise unless they name it ("noise0.2" is the package's default since this search).
 
 Every variant uses the same path polynomials (fitted once on the poses of the whole walk and its
 mirror image), so that differences come from the network and its data only.
@@ -72,6 +72,7 @@ VARIANTS = {
     "mirror+perturb5x4": {"augment": ["mirror", "perturb"], "perturb": (5.0, 4)},
     "perturb10x4": {"augment": ["perturb"], "perturb": (10.0, 4)},
     "noise0.1": {"train": {"input_noise": 0.1}},
+    "noise0.2": {"train": {"input_noise": 0.2}},
     "noise0.3": {"train": {"input_noise": 0.3}},
     "noise0.4": {"train": {"input_noise": 0.4}},
     "noise0.5": {"train": {"input_noise": 0.5}},

@@ -161,8 +161,8 @@ def mirror_loads(external_loads: str | Path, mirror: MirrorMap, folder: Path, na
         body.text = mirror.partner.get(body.text.strip(), body.text.strip())
         for tag, axes in (("force_identifier", "z"), ("point_identifier", "z"), ("torque_identifier", "xy")):
             identifier = (force.findtext(tag) or "").strip()
-            for axis in identifier and axes:
-                flip[identifier + axis] = -1.0
+            if identifier:
+                flip.update({identifier + axis: -1.0 for axis in axes})
     data = table.data * np.array([flip.get(label, 1.0) for label in table.labels])
     write_storage(folder / f"{name}.mot", replace(table, data=data, source=None))
     loads.find("datafile").text = str((folder / f"{name}.mot").resolve())
