@@ -64,6 +64,13 @@ SYMMETRY_TOLERANCE = 0.9
 _SIDE = re.compile(r"^(?P<stem>.+)_(?P<side>[rlRL])$")
 
 
+def check_augmentations(names) -> None:
+    """:class:`InputError` unless every name is one of :data:`AUGMENTATIONS`."""
+    unknown = [name for name in names if name not in AUGMENTATIONS]
+    if unknown:
+        raise InputError(f"--augment {','.join(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
+
+
 def partner_name(name: str) -> str:
     """The other side's name: ``hip_flexion_r`` -> ``hip_flexion_l`` (names without a side: unchanged)."""
     match = _SIDE.match(name)
@@ -204,9 +211,7 @@ def augmented_settings(settings, augmentations, info: ModelInfo, *, seed: int = 
     list of TrialSettings
         One per augmented trial (the original is not included).
     """
-    unknown = [a for a in augmentations if a not in AUGMENTATIONS]
-    if unknown:
-        raise InputError(f"--augment {','.join(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
+    check_augmentations(augmentations)
     motion = read_storage(settings.motion)
     loads = settings.external_loads
     origin = float(motion.time[0])

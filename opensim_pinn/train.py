@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import AUGMENTATIONS, augmented_settings
+from .augment import augmented_settings, check_augmentations
 from .errors import InputError
 from .external_loads import check_same_loads
 from .network import NetworkConfig
@@ -98,9 +98,7 @@ def train_network(model: str, motions, external_loads=None, *, reserves: str | N
         raise InputError(f"--epochs must be 1 or more, got {epochs}")
     if snapshot_every < 1:
         raise InputError(f"--snapshot-every must be 1 or more, got {snapshot_every}")
-    unknown = [a for a in augment or [] if a not in AUGMENTATIONS]
-    if unknown:
-        raise InputError(f"--augment {','.join(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
+    check_augmentations(augment or [])
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()
     check_not_training(out)
     if interrupted(out) and not force:
