@@ -59,6 +59,8 @@ VARIANTS = {
     "dropout0.1": {"network": {"dropout": 0.1}},
     "small": {"network": {"d_model": 16, "gru_hidden": 32}},
     "large": {"network": {"d_model": 64, "gru_hidden": 128}},
+    "large+noise0.2": {"network": {"d_model": 64, "gru_hidden": 128}, "train": {"input_noise": 0.2}},
+    "mirror+noise0.2": {"augment": ["mirror"], "train": {"input_noise": 0.2}},
     "window8": {"train": {"window": 8}},
     "window32": {"train": {"window": 32}},
     "epochs300": {"train": {"epochs": 300}},
