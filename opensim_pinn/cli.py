@@ -45,6 +45,11 @@ def _trial_options(parser: argparse.ArgumentParser, *, several: bool = False, mo
     parser.add_argument("--end", type=float, metavar="T", help="last time analysed (s); default: motion end")
 
 
+def _augmentations(text: str) -> list[str]:
+    """``--augment mirror,timescale`` as a list of names (checked by the API)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _reserves_option(parser):
     parser.add_argument("--reserves", metavar="FILE|auto", help=RESERVES_HELP)
 
@@ -181,9 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop training after this long")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _device_option(train, "to train")
-    train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn"),
+    train.add_argument("--architecture", default="mjca", choices=("mjca", "bigru", "cnn", "mlp"),
                        help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
-                            "cnn: a temporal CNN in place of the attention")
+                            "cnn: a temporal CNN in place of the attention; mlp: a per-frame MLP baseline "
+                            "(no attention, no GRU)")
+    train.add_argument("--augment", type=_augmentations, default=[], metavar="KINDS",
+                       help="also train on augmented versions of each trial, each with its own inverse dynamics: "
+                            "comma-separated mirror (left/right, for _r/_l models), timescale (15%% slower and "
+                            "faster), perturb (2-degree pose offsets); default none")
     train.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="N",
                        help=f"epochs between snapshots for --resume (default {DEFAULT_SNAPSHOT_EVERY})")
     _out_options(train, required=False, needed=" (needed unless --resume or --setup)")
@@ -320,7 +330,7 @@ def run(args: argparse.Namespace) -> None:
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
                                 architecture=args.architecture, out=args.out, force=args.force,
                                 snapshot_every=args.snapshot_every, progress=progress,
-                                distributed=args.distributed)
+                                distributed=args.distributed, augment=args.augment)
         if summary is not None:  # under torchrun, process 0 reports
             print(json.dumps(summary, indent=2, default=str))
     elif args.command == "predict" and args.manifest is not None:

@@ -305,8 +305,8 @@ class FusedNetwork(nn.Module):
 
 
 def fusable(network) -> bool:
-    """Whether :class:`FusedNetwork` can take this network (a per-frame encoder, one GRU layer)."""
-    return network.per_frame_encoder and network.config.gru_layers == 1
+    """Whether :class:`FusedNetwork` can take this network (a per-frame encoder, one GRU layer: not cnn or mlp)."""
+    return network.per_frame_encoder and network.gru is not None and network.config.gru_layers == 1
 
 
 __all__ = ["FusedEncoder", "FusedMuscleForces", "FusedNetwork", "fusable"]

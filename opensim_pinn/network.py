@@ -23,7 +23,10 @@ Ablations, chosen by :attr:`NetworkConfig.architecture`:
 
 - ``"mjca"``: the paper's network (default);
 - ``"bigru"``: no attention: the per-frame features go straight to feature integration;
-- ``"cnn"``: a 1-D convolution over time replaces the joint tokens and attention.
+- ``"cnn"``: a 1-D convolution over time replaces the joint tokens and attention;
+- ``"mlp"``: a per-frame baseline: no attention and no GRU; a hidden layer of the
+  same width as the BiGRU's output takes its place, so each frame's activations
+  depend on that frame's features only.
 
 Input features per frame are laid out as :func:`feature_layout` says:
 ``q`` (n_coordinates), ``qd`` (n_coordinates), ``qdd`` (n_coordinates), then GRF (n_grf).
@@ -42,7 +45,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mjca", "bigru", "cnn")
+ARCHITECTURES = ("mjca", "bigru", "cnn", "mlp")
 """Names of the network variants."""
 
 
@@ -176,8 +179,12 @@ class MJCABiGRU(nn.Module):
             self.encoder = None
             encoded = self.n_features
         self.integration = nn.Sequential(nn.Linear(encoded, integrated), nn.GELU(), nn.Dropout(config.dropout))
-        self.gru = nn.GRU(integrated, config.gru_hidden, num_layers=config.gru_layers, batch_first=True,
-                          bidirectional=True, dropout=config.dropout if config.gru_layers > 1 else 0.0)
+        if config.architecture == "mlp":
+            self.gru = None
+            self.frame_mlp = nn.Sequential(nn.Linear(integrated, 2 * config.gru_hidden), nn.GELU())
+        else:
+            self.gru = nn.GRU(integrated, config.gru_hidden, num_layers=config.gru_layers, batch_first=True,
+                              bidirectional=True, dropout=config.dropout if config.gru_layers > 1 else 0.0)
         self.head = nn.Sequential(nn.Linear(2 * config.gru_hidden + integrated, integrated), nn.GELU(),
                                   nn.Linear(integrated, n_muscles))
         # Built last, so that the other layers' initial weights do not depend on it.
@@ -203,12 +210,18 @@ class MJCABiGRU(nn.Module):
             encoded = features
         return self.integration(encoded)
 
+    def _trunk(self, frame: torch.Tensor) -> torch.Tensor:
+        """The head's input: BiGRU output (or the ``"mlp"`` hidden layer) and the frame's own features.
+
+        The frame's own features skip past the GRU into the head: SO is a per-frame
+        problem, the GRU adds the temporal context.
+        """
+        sequence = self.frame_mlp(frame) if self.gru is None else self.gru(frame)[0]
+        return torch.cat([sequence, frame], dim=-1)
+
     def sequence_logits(self, frame: torch.Tensor) -> torch.Tensor:
         """BiGRU over time and the head: (batch, time, 2 * gru_hidden) to logits (batch, time, n_muscles)."""
-        sequence, _ = self.gru(frame)
-        # The frame's own features skip past the GRU into the head: SO is a per-frame
-        # problem, the GRU adds the temporal context.
-        return self.head(torch.cat([sequence, frame], dim=-1))
+        return self.head(self._trunk(frame))
 
     def sequence_outputs(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both heads from one BiGRU pass: logits (batch, time, n_muscles) and the actuator head's
@@ -217,8 +230,7 @@ class MJCABiGRU(nn.Module):
         The actuator head sees the trunk's features detached: its training never
         reaches the layers that make the activations.
         """
-        sequence, _ = self.gru(frame)
-        trunk = torch.cat([sequence, frame], dim=-1)
+        trunk = self._trunk(frame)
         controls = None if self.actuator_head is None else self.actuator_head(trunk.detach())
         return self.head(trunk), controls
 

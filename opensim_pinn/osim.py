@@ -508,3 +508,36 @@ def model_info_from_dict(data: dict) -> ModelInfo:
                      muscles=[MuscleInfo(**m) for m in data["muscles"]],
                      actuators=[ActuatorInfo(**a) for a in data["actuators"]],
                      state_variables=list(data.get("state_variables", [])))
+
+
+def coordinate_directions(model_path: str) -> dict[str, np.ndarray]:
+    """Direction of each coordinate's motion in ground, with every coordinate at 0 (or the nearest end
+    of its range): the model's neutral pose, symmetric in a bilateral model.
+
+    For each coordinate, the spatial velocity in ground of its joint's child body
+    when that coordinate's speed is 1 and every other speed is 0: a rotational
+    coordinate's axis is the angular part, a translational coordinate's the
+    linear part (of the body's origin). :mod:`opensim_pinn.augment` compares the
+    ``_r`` and ``_l`` sides with it, so that mirroring follows the model's own
+    joint definitions.
+
+    Returns
+    -------
+    dict
+        Coordinate name to an array of shape (6,): angular (rad/s), then linear (m/s) velocity.
+    """
+    model = load_model(model_path)
+    state = model.initSystem()
+    for coordinate in _coordinates(model):
+        value = min(max(0.0, coordinate.getRangeMin()), coordinate.getRangeMax())
+        coordinate.setValue(state, value, False)
+    model.assemble(state)
+    directions = {}
+    for coordinate in _coordinates(model):
+        body = coordinate.getJoint().getChildFrame().findBaseFrame()
+        state.updU().setToZero()
+        coordinate.setSpeedValue(state, 1.0)
+        model.realizeVelocity(state)
+        velocity = body.getVelocityInGround(state)
+        directions[coordinate.getName()] = np.concatenate([velocity.get(0).to_numpy(), velocity.get(1).to_numpy()])
+    return directions

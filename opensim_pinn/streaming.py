@@ -34,7 +34,7 @@ What differs from the offline :func:`opensim_pinn.predict.predict`:
   lookahead of ``W`` frames gives offline ``predict`` (tested within 1e-4).
 
 Only per-frame encoders with one GRU layer stream (architectures ``mjca`` and
-``bigru``, ``gru_layers=1``, the defaults).
+``bigru``, ``gru_layers=1``, the defaults; not ``cnn`` or ``mlp``).
 
 Examples
 --------

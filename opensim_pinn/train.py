@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import augmented_settings, check_augmentations
 from .errors import InputError
 from .external_loads import check_same_loads
 from .network import NetworkConfig
@@ -37,7 +38,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
                   progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                  distributed: bool = False) -> dict | None:
+                  distributed: bool = False, augment: list[str] | None = None) -> dict | None:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 
     While training, ``out/resume.pt`` holds a snapshot every ``snapshot_every``
@@ -74,7 +75,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
         Training length (default :data:`DEFAULT_EPOCHS`), and a wall-clock limit in seconds.
     seed : int
     device : "cpu" or "cuda"
-    architecture : "mjca", "bigru" or "cnn"
+    architecture : "mjca", "bigru", "cnn" or "mlp"
     out : path
         Output folder.
     force : bool
@@ -84,6 +85,9 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     distributed : bool
         Join the ``torchrun`` process group (also done without it when torchrun's
         environment variables are set; see :mod:`opensim_pinn.distributed`).
+    augment : list of str, optional
+        Also train on augmented versions of every training trial (:data:`opensim_pinn.augment.AUGMENTATIONS`:
+        ``"mirror"``, ``"timescale"``, ``"perturb"``), each with its own inverse dynamics.
 
     Returns
     -------
@@ -129,6 +133,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
         raise InputError(f"--validate-every must be 1 or more, got {validate_every}")
     if batch_windows is not None and batch_windows < 1:
         raise InputError(f"--batch-windows must be 1 or more, got {batch_windows}")
+    check_augmentations(augment or [])
     held_out = [] if validation is None else read_manifest(validation)
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()  # in every process before they meet (session)
     check_not_training(out)
@@ -150,7 +155,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                  "validation": [{"name": t.name, "motion": str(t.motion), "external_loads": absolute(t.external_loads),
                                  "window": [start if t.start is None else t.start, end if t.end is None else t.end]}
                                 for t in held_out],
-                 "validate_every": validate_every or DEFAULT_VALIDATE_EVERY}
+                 "validate_every": validate_every or DEFAULT_VALIDATE_EVERY, "augment": sorted(set(augment or []))}
     with session(device, distributed) as ranks:
         return _run_training(arguments, Path(out), progress=progress, ranks=ranks)
 
@@ -209,7 +214,8 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
 
     def prepare():  # the trials (OpenSim inverse dynamics, cached) and the muscle paths (fitted, cached)
         info = load_model_info(settings["model"], settings["reserves"])
-        trials = _prepare_trials(settings, info, listed, settings.get("names"), progress=progress, what="trials")
+        trials = _prepare_trials(settings, info, listed, settings.get("names"), progress=progress, what="trials",
+                                 augment=settings.get("augment", []))
         validation = _prepare_trials(settings, info, held_out, [v["name"] for v in settings.get("validation", [])],
                                      progress=progress, what="validation trials")
         prepared = time.perf_counter()
@@ -264,9 +270,10 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     }
 
 
-def _prepare_trials(settings: dict, info, listed, names, *, progress: bool, what: str) -> list:
+def _prepare_trials(settings: dict, info, listed, names, *, progress: bool, what: str, augment=()) -> list:
     """Trials (inverse dynamics with OpenSim, cached) of ``listed`` (motion, external loads, [start, end]),
-    named ``names`` (a manifest's) or after their motions (``None``).
+    named ``names`` (a manifest's) or after their motions (``None``), each followed by its ``augment``
+    versions (:func:`opensim_pinn.augment.augmented_settings`, each with its own inverse dynamics).
 
     Every motion is read and checked before the first inverse dynamics runs.
     """
@@ -281,16 +288,17 @@ def _prepare_trials(settings: dict, info, listed, names, *, progress: bool, what
                for motion, loads, window in listed]
     check_same_loads(checked)
     trials = []
-    for (motion, loads, window), kinematics in tqdm(list(zip(listed, checked)), desc=f"preparing {what}",
-                                                     unit="trial", disable=not progress or len(listed) < 2,
-                                                     leave=False):
-        trial, _ = prepare_trial(TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
-                                               reserves=settings["reserves"], start=window[0], end=window[1],
-                                               **common),
-                                 info=info, kinematics=kinematics)
+    for number, ((motion, loads, window), kinematics) in enumerate(tqdm(
+            list(zip(listed, checked)), desc=f"preparing {what}", unit="trial",
+            disable=not progress or len(listed) < 2, leave=False)):
+        trial_settings = TrialSettings(model=settings["model"], motion=motion, external_loads=loads,
+                                       reserves=settings["reserves"], start=window[0], end=window[1], **common)
+        trial, _ = prepare_trial(trial_settings, info=info, kinematics=kinematics)
+        if names:
+            trial.name = names[number]
         trials.append(trial)
-    for trial, name in zip(trials, names or []):
-        trial.name = name
+        trials.extend(prepare_trial(augmented, info=info)[0] for augmented in augmented_settings(
+            trial_settings, augment, info))
     return trials
 
 

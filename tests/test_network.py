@@ -79,11 +79,24 @@ def test_seed_reproducibility(architecture):
 
 
 def test_ablations_differ_in_structure():
-    mjca, bigru, cnn = (network(a) for a in ARCHITECTURES)
+    mjca, bigru, cnn, mlp = (network(a) for a in ARCHITECTURES)
     assert any(isinstance(m, torch.nn.MultiheadAttention) for m in mjca.modules())
     assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in bigru.modules())
     assert any(isinstance(m, torch.nn.Conv1d) for m in cnn.modules())
     assert not any(isinstance(m, torch.nn.MultiheadAttention) for m in cnn.modules())
+    assert not any(isinstance(m, (torch.nn.GRU, torch.nn.MultiheadAttention, torch.nn.Conv1d))
+                   for m in mlp.modules())
+
+
+def test_mlp_is_per_frame():
+    """The "mlp" baseline's output at a frame depends on that frame's features only."""
+    model = network("mlp")
+    x = features()
+    changed = x.clone()
+    changed[:, 3] += 1.0
+    a, b = model(x), model(changed)
+    others = [t for t in range(x.shape[1]) if t != 3]
+    assert torch.equal(a[:, others], b[:, others]) and not torch.equal(a[:, 3], b[:, 3])
 
 
 def test_small_enough_for_cpu():
