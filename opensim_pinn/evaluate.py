@@ -126,7 +126,8 @@ def segment_folds(model: str, motion: str, external_loads: str | None = None, *,
     plan = []
     for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         rest = [settings(x, y) for x, y in ((0, a), (b, n)) if y - x >= MIN_TRAINING_FRAMES]
-        plan.append(Fold(f"fold {k + 1} ({times[a]:.2f}-{times[b - 1]:.2f} s)", settings(a, b), rest))
+        first, last = (round(float(times[i]), 2) + 0.0 for i in (a, b - 1))  # + 0.0: no "-0.00"
+        plan.append(Fold(f"fold {k + 1} ({first:.2f}-{last:.2f} s)", settings(a, b), rest))
     whole = settings(0, n)
     return FoldPlan(str(model), reserves, plan, how, gait, [whole])
 
