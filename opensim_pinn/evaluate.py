@@ -119,9 +119,11 @@ def segment_folds(model: str, motion: str, external_loads: str | None = None, *,
                          f"{'strides' if folds == 'strides' else f'--folds {folds}'}; cross-validation needs 2 or "
                          "more: give a longer window or shorter folds")
 
-    def settings(a: int, b: int) -> TrialSettings:  # frames a..b-1
+    def settings(a: int, b: int) -> TrialSettings:  # frames a..b-1; the window's own ends where it has them
+        # (the first analysed frame can lie just before the data's first time, on the filter's resampled grid)
         return TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads and str(external_loads),
-                             reserves=reserves, start=float(times[a]), end=float(times[b - 1]), lowpass=lowpass)
+                             reserves=reserves, start=start if a == 0 else float(times[a]),
+                             end=end if b == n else float(times[b - 1]), lowpass=lowpass)
 
     plan = []
     for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
@@ -308,8 +310,10 @@ def _reference(reference: str, settings: TrialSettings, trial, info, muscle_mode
                                      end=settings.end, lowpass=settings.lowpass)
         check_covered(info, settings, kinematics)
         result = run_in_child("OpenSim static optimization", opensim_static_optimization, settings.model,
-                              settings.motion, settings.external_loads, settings.reserves, float(trial.time[0]),
-                              float(trial.time[-1]), settings.lowpass, 1)
+                              settings.motion, settings.external_loads, settings.reserves,
+                              *(float(t) if s is None else s for s, t in ((settings.start, trial.time[0]),
+                                                                          (settings.end, trial.time[-1]))),
+                              settings.lowpass, 1)
         keep, rows = _matching_frames(trial.time, result.time)
         frames = _subset(trial, keep)
     columns = [result.labels.index(m) for m in muscles]
