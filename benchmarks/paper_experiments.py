@@ -223,7 +223,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON results file (merged)")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown written from the results")
+    parser.add_argument("--doc-only", action="store_true",
+                        help="run nothing: rewrite --doc and its figures from the --results file")
     args = parser.parse_args(argv)
+    if args.doc_only:
+        results = json.loads(args.results.read_text())
+        args.doc.write_text(format_doc(results, figures(results)))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -295,6 +301,24 @@ TITLES = {
 }
 
 
+NOTES = {
+    "loss": "Without L_b the training is the full loss's to the last digit: activations are kept inside their "
+            "bounds by construction (a scaled sigmoid), so the boundary term is zero throughout and only guards "
+            "other parametrisations. Without L_p the problem is SO's constraint alone, which many muscle "
+            "combinations satisfy: the network picks one, far from SO's least-effort answer. Without L_d nothing "
+            "ties activations to the motion: effort alone is minimised (all muscles near their minimum), and the "
+            "reserves carry the joints.",
+    "architecture": "All on the same folds, seed and epochs. The per-frame MLP is measured where "
+                    "opensim_pinn.network.ARCHITECTURES has it (\"mlp\"), skipped otherwise.",
+    "supervised": "The same network and windows, trained on labels: the fast solver's SO activations of the "
+                  "training frames, MSE on the logits (see supervised_fit in the script for why not on the "
+                  "sigmoid outputs). The label-free network needs no labels; this is what labels would buy.",
+    "loso": "Synthetic walks (opensim_pinn.demo_model) of two strides each: the held-out speed's kinematics lie "
+            "between or beyond the training speeds (1.0 and 1.4 s are extrapolations).",
+    "strides3d": "The 3D model's three strides: train on two, test on the third.",
+}
+
+
 def figures(results: dict) -> dict[str, str]:
     """One bar chart per experiment: held-out median R^2 (bars) and each fold's (dots) per variant."""
     import matplotlib
@@ -363,9 +387,11 @@ def format_doc(results: dict, made: dict[str, str]) -> str:
             f = v["fold_median_r2"]
             training = v["training_median_r2_vs_fast"]
             lines.append(f"| {name} | **{v['median_r2']:.3f}** | {v['mean_r2']:.3f} | {pct(v['mean_nrmse'])} | "
-                         f"{f['min']:.3f}-{f['max']:.3f} | "
-                         f"{(f'{min(training):.3f}-{max(training):.3f}') if training else 'n/a'} | "
+                         f"{f['min']:.3f} to {f['max']:.3f} | "
+                         f"{(f'{min(training):.3f} to {max(training):.3f}') if training else 'n/a'} | "
                          f"{v['wall_s']:.0f} s |")
+        if experiment in NOTES:
+            lines += ["", NOTES[experiment]]
         if experiment in made:
             lines += ["", f"![{TITLES[experiment]}]({made[experiment]})"]
         lines.append("")

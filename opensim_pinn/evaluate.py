@@ -146,7 +146,7 @@ def manifest_folds(model: str, manifest: str | Path, *, reserves: str | None = N
                               external_loads=None if t.external_loads is None else str(t.external_loads),
                               reserves=reserves, start=t.start, end=t.end, lowpass=lowpass) for t in trials]
     folds = [Fold(t.name, s, [o for o in settings if o is not s]) for t, s in zip(trials, settings)]
-    return FoldPlan(str(model), reserves, folds, f"leave one trial out of {len(trials)} ({manifest})",
+    return FoldPlan(str(model), reserves, folds, f"leave one trial out of {len(trials)} ({Path(manifest).name})",
                     all_settings=settings)
 
 
