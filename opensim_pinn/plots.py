@@ -240,7 +240,7 @@ def plot_fold_r2(muscles: list[str], folds: dict[str, np.ndarray], path: str | P
     ax.set_xticklabels(muscles, rotation=70, fontsize=7)
     ax.set_ylabel(f"R² of force vs {reference_label}", fontsize=8)
     ax.set_title("held-out folds: muscle force agreement", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, ncol=4, loc="lower left")
+    ax.legend(fontsize=7, frameon=False, ncol=2, loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
