@@ -69,7 +69,7 @@ class FoldPlan:
 
 def segment_folds(model: str, motion: str, external_loads: str | None = None, *, folds: str | float,
                   reserves: str | None = None, start: float | None = None, end: float | None = None,
-                  lowpass: float | None = DEFAULT_LOWPASS_HZ, info=None) -> FoldPlan:
+                  lowpass: float | None = DEFAULT_LOWPASS_HZ) -> FoldPlan:
     """Folds that are segments of one trial: ``folds="strides"`` or a duration in seconds.
 
     Strides run from one heel strike to the next of the foot with the most heel strikes
@@ -88,7 +88,7 @@ def segment_folds(model: str, motion: str, external_loads: str | None = None, *,
     from .plots import heel_strikes
     from .trial import load_kinematics, load_model_info
 
-    info = info if info is not None else load_model_info(model, reserves)
+    info = load_model_info(model, reserves)
     kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass)
     times = kinematics.time
     n = len(times)
