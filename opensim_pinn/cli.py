@@ -269,6 +269,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "per call, fixed in the file (default: the training window); other files take any number")
     export.add_argument("--force", action="store_true", help="replace an existing file")
 
+    evaluate = commands.add_parser(
+        "evaluate", help="cross-validation: train on some trials or strides, test on the held-out ones",
+        description="Cross-validation in one command. Folds are the trials of a --manifest (leave one trial "
+        "out), or segments of one --motion: --folds strides (from heel strikes: the vertical ground reaction "
+        "force of the foot with the most strikes rising through 20 N or 5 %% of its peak) or --folds SECONDS. "
+        "For each fold the network is trained label-free on the other folds and compared, on the held-out "
+        "frames only, with OpenSim Static Optimization (or --reference fast). Writes metrics.json, report.md "
+        "and figures to --out.")
+    evaluate.add_argument("--model", required=True, metavar="MODEL.osim", help="scaled OpenSim model")
+    evaluate.add_argument("--manifest", metavar="TRIALS.csv|toml",
+                          help="trials of the model (see 'train --help'), one fold each")
+    _trial_options(evaluate, model=False, required=False, needed=" (instead of --manifest)")
+    evaluate.add_argument("--folds", metavar="strides|SECONDS",
+                          help="how --motion is cut into folds: 'strides' (needs --external-loads) or a duration in s")
+    _reserves_option(evaluate)
+    _lowpass_option(evaluate)
+    evaluate.add_argument("--reference", default="opensim", choices=("opensim", "fast"),
+                          help="what the held-out predictions are compared with: OpenSim's Static Optimization "
+                               "(default) or the project's fast solver of the same problem (seconds, no OpenSim run)")
+    evaluate.add_argument("--epochs", type=int, metavar="N", help="training epochs per fold (default: the trainer's)")
+    evaluate.add_argument("--architecture", default="mjca",
+                          help="network of every fold: one of opensim_pinn.network.ARCHITECTURES (default mjca; "
+                               "see 'train --help')")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _out_options(evaluate)
+
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
                                description="Build the built-in planar lower-limb model, synthesize a walking "
                                "trial, train the network, predict, and compare with OpenSim Static "
@@ -381,6 +407,15 @@ def run(args: argparse.Namespace) -> None:
             print(f"cache: removed {result['removed']} entries ({format_size(result['bytes'])}) from "
                   f"{result['folder']}" + (f"; left {result['kept']} file(s) opensim-pinn did not write"
                                            if result["kept"] else ""))
+    elif args.command == "evaluate":
+        from .evaluate import evaluate
+
+        summary = evaluate(args.model, manifest=args.manifest, motion=args.motion, external_loads=args.external_loads,
+                           reserves=args.reserves, folds=args.folds, start=args.start, end=args.end,
+                           lowpass=args.lowpass, reference=args.reference, epochs=args.epochs,
+                           architecture=args.architecture, seed=args.seed, out=args.out, force=args.force,
+                           progress=progress)
+        print(json.dumps(summary, indent=2, default=str))
     elif args.command == "demo":
         from .demo import run_demo
 

@@ -22,10 +22,12 @@ MIN_STRIDE_S = 0.3
 
 @dataclass
 class GaitCycle:
-    """Heel strikes (s) of one foot, found in the vertical force of the ExternalForce named ``force``."""
+    """Heel strikes (s) of one foot, found in the vertical force of ``force`` (an ExternalForce name, or the
+    body its force is applied to) rising through ``threshold_n`` (N)."""
 
     force: str
     heel_strikes: list[float]
+    threshold_n: float = CONTACT_THRESHOLD_N
 
     def ticks(self, first: float, last: float) -> tuple[list[float], list[str]]:
         """Times (s) within ``[first, last]`` of 0, 25, 50, 75 % of each gait cycle, and their labels.
@@ -56,8 +58,8 @@ def heel_strikes(time: np.ndarray, labels: list[str], grf: np.ndarray) -> GaitCy
     ----------
     time : ndarray, shape (n_frames,)
     labels : list of str
-        ``<force>_f{x,y,z}`` per column (:class:`opensim_pinn.trial.Kinematics`); ``y`` is
-        vertical (OpenSim's convention, forces expressed in ground).
+        ``<body>/ground/f{x,y,z}`` per column (:class:`opensim_pinn.trial.Kinematics`), or the older
+        ``<force>_f{x,y,z}``; ``y`` of a force expressed in ground is vertical (OpenSim's convention).
     grf : ndarray, shape (n_frames, n_labels)
         Forces (N).
 
@@ -68,7 +70,11 @@ def heel_strikes(time: np.ndarray, labels: list[str], grf: np.ndarray) -> GaitCy
     """
     best = None
     for i, label in enumerate(labels):
-        if not label.endswith("_fy"):
+        if label.endswith("/ground/fy"):
+            name = label[: -len("/ground/fy")]
+        elif label.endswith("_fy") and "/" not in label:
+            name = label[: -len("_fy")]
+        else:
             continue
         vertical = np.abs(np.asarray(grf[:, i], float))
         threshold = max(CONTACT_THRESHOLD_N, 0.05 * float(vertical.max(initial=0.0)))
@@ -79,7 +85,7 @@ def heel_strikes(time: np.ndarray, labels: list[str], grf: np.ndarray) -> GaitCy
             if not strikes or t - strikes[-1] >= MIN_STRIDE_S:
                 strikes.append(float(t))
         if len(strikes) >= 2 and (best is None or len(strikes) > len(best.heel_strikes)):
-            best = GaitCycle(force=label[: -len("_fy")], heel_strikes=strikes)
+            best = GaitCycle(force=name, heel_strikes=strikes, threshold_n=threshold)
     return best
 
 
@@ -113,7 +119,8 @@ def _grid(n_panels: int, max_columns: int = 6) -> tuple[int, int]:
 
 
 def plot_muscle_forces(time: np.ndarray, muscles: list[str], reference: np.ndarray, estimate: np.ndarray,
-                       path: str | Path, *, r2: np.ndarray | None = None, gait: GaitCycle | None = None) -> Path:
+                       path: str | Path, *, r2: np.ndarray | None = None, gait: GaitCycle | None = None,
+                       reference_label: str = "OpenSim Static Optimization") -> Path:
     """One panel per muscle: force (N) over time, reference vs estimate; R^2 in the titles if given.
 
     ``gait``: heel strikes (:func:`heel_strikes`) for a % gait cycle axis.
@@ -122,7 +129,7 @@ def plot_muscle_forces(time: np.ndarray, muscles: list[str], reference: np.ndarr
     figure, axes, panels = _panel_grid(plt, len(muscles), panel_size=(2.6, 1.9), max_columns=6,
                                        y_label="force (N)")
     for i, ax in enumerate(panels):
-        ax.plot(time, reference[:, i], color="0.2", lw=1.6, label="OpenSim Static Optimization")
+        ax.plot(time, reference[:, i], color="0.2", lw=1.6, label=reference_label)
         ax.plot(time, estimate[:, i], color="tab:red", lw=1.0, ls="--", label="network")
         ax.set_title(muscles[i] if r2 is None else f"{muscles[i]}  R²={r2[i]:.3f}", fontsize=8)
         _gait_axis(ax, time, gait, label=i == 0)
@@ -205,6 +212,35 @@ def plot_training_history(history: list[dict], path: str | Path) -> Path:
         axes[1, 0].set_ylabel("schedule", fontsize=8)
         axes[1, 0].legend(fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("epoch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_fold_r2(muscles: list[str], folds: dict[str, np.ndarray], path: str | Path, *,
+                 reference_label: str = "OpenSim Static Optimization") -> Path:
+    """Cross-validation: each muscle's force R^2 on each held-out fold (markers) and pooled (bars).
+
+    ``folds``: fold name -> R^2 per muscle, shape (n_muscles,); the key ``"all held-out frames"``, if
+    present, is drawn as bars. R^2 below -1 is drawn at -1 (the axis stops there).
+    """
+    plt = _pyplot()
+    x = np.arange(len(muscles))
+    figure, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(muscles) + 2.0), 3.6))
+    pooled = folds.get("all held-out frames")
+    if pooled is not None:
+        ax.bar(x, np.clip(pooled, -1.0, 1.0), color="0.85", edgecolor="0.5", label="all held-out frames")
+    markers = "os^vDP*Xh<>p"
+    for k, (name, values) in enumerate((n, v) for n, v in folds.items() if n != "all held-out frames"):
+        ax.plot(x, np.clip(values, -1.0, 1.0), ls="none", marker=markers[k % len(markers)], ms=4, label=name)
+    ax.axhline(0.0, color="0.4", lw=0.6)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xticks(x)
+    ax.set_xticklabels(muscles, rotation=70, fontsize=7)
+    ax.set_ylabel(f"R² of force vs {reference_label}", fontsize=8)
+    ax.set_title("held-out folds: muscle force agreement", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, ncol=2, loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
