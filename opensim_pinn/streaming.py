@@ -34,7 +34,10 @@ What differs from the offline :func:`opensim_pinn.predict.predict`:
   lookahead of ``W`` frames gives offline ``predict`` (tested within 1e-4).
 
 Only per-frame encoders with one GRU layer stream (architectures ``mjca`` and
-``bigru``, ``gru_layers=1``, the defaults).
+``bigru``, ``gru_layers=1``, the defaults). The stream's frames are the network's
+ticks: a checkpoint with an internal rate (:attr:`~opensim_pinn.trainer.TrainConfig.rate`)
+streams frames at that rate (within 1 %) and refuses others at the second frame
+(:func:`check_stream_rate`); offline ``predict`` resamples any rate.
 
 Examples
 --------

@@ -309,7 +309,9 @@ class Trainer:
         Parameters
         ----------
         trials : list of Trial
-            Same coordinates, actuators and GRF components in every trial.
+            Same coordinates, actuators and GRF components in every trial; any
+            sampling rates (resampled to :attr:`TrainConfig.rate` first: the loss
+            and :attr:`history` are over the internal rate's ticks).
         info : ModelInfo
         muscle_model : MusculoskeletalModel
         polynomials : list of PathPolynomial, optional

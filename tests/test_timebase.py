@@ -111,3 +111,18 @@ def test_trained_at_60hz_predicts_1000hz_as_well(walk_at_two_rates):
     at_60, at_1000 = median_r2(trials[60], trainer), median_r2(trials[1000], trainer)
     assert at_60 > 0.98  # trained (measured 0.9915; 1000 Hz 0.9918): the comparison is between two good fits
     assert abs(at_1000 - at_60) <= CROSS_RATE_TOL, (at_60, at_1000)
+
+
+def test_stream_at_another_rate_is_refused(demo_checkpoint):
+    from opensim_pinn.errors import InputError
+    from opensim_pinn.streaming import StreamingPredictor
+
+    trainer = Trainer.load(demo_checkpoint["checkpoint"])
+    n_coordinates, n_grf = len(trainer.coordinates), len(trainer.grf_labels)
+    stream = StreamingPredictor(trainer, lookahead=0.05)
+    stream.push(0.0, np.zeros(n_coordinates), np.zeros(n_grf))
+    with pytest.raises(InputError, match=r"50 Hz.*works at 100 Hz"):
+        stream.push(0.02, np.zeros(n_coordinates), np.zeros(n_grf))
+    at_rate_stream = StreamingPredictor(trainer, lookahead=0.05)
+    for i in range(3):  # 100 Hz, the checkpoint's rate: accepted
+        at_rate_stream.push(i * 0.01, np.zeros(n_coordinates), np.zeros(n_grf))
