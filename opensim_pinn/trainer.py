@@ -85,9 +85,10 @@ from .timebase import at_rate, interpolate, resample_trial, ticks, to_frames
 log = logging.getLogger(__name__)
 
 DEFAULT_EPOCHS = 1000
+"""Training epochs (full-batch steps) when none are given: enough for every shared case."""
+
 DEFAULT_RATE_HZ = 100.0
 """The network's internal rate when none is given (:attr:`TrainConfig.rate`; measured in the README)."""
-"""Training epochs (full-batch steps) when none are given: enough for every shared case."""
 
 CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
 CHECKPOINT_VERSION = 1
