@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,12 +57,14 @@ def predict_work(checkpoint: Path, folder: Path, copies: int, device: str):
     kinematics = load_kinematics(trainer.info, folder / case["motion"], folder / case["external_loads"],
                                  lowpass=trainer.lowpass)
     features = trainer.features(kinematics).repeat(copies, 1)
+    step = float(kinematics.time[1] - kinematics.time[0])  # the copies one after another, uniformly sampled
+    times = kinematics.time[0] + step * np.arange(len(features))
     model = trainer.inference_muscle_model()
     q = torch.as_tensor(kinematics.q, dtype=torch.float32, device=device).repeat(copies, 1)
     qd = torch.as_tensor(kinematics.qd, dtype=torch.float32, device=device).repeat(copies, 1)
 
     def work():
-        activations, _ = trainer.outputs(features)
+        activations, _ = trainer.outputs(features, times)
         with torch.inference_mode():
             return model.muscle_forces(q, qd, activations)
     return work, len(features)

@@ -118,7 +118,7 @@ def infer(trainer, kinematics) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     network pass, and the muscle paths evaluated once (float32 muscle module)."""
     from .predict import rigid_tendon_fiber_lengths
 
-    activations, controls = trainer.outputs(trainer.features(kinematics))
+    activations, controls = trainer.outputs(trainer.features(kinematics), kinematics.time)
     model = trainer.inference_muscle_model()
     device = model.max_isometric_force.device
     with torch.inference_mode():

@@ -15,7 +15,9 @@ The network reads the frames as one BiGRU window. For up to ``window`` frames
 (the training window, in the metadata) this is exactly what ``predict`` computes;
 ``predict`` cuts longer trials into windows of ``window`` frames that overlap by
 half and blends them with triangular weights; :mod:`opensim_pinn.streaming` does
-the same frame by frame.
+the same frame by frame. A checkpoint with an internal rate (``rate_hz`` in the
+metadata, :attr:`~opensim_pinn.trainer.TrainConfig.rate`) takes frames at that rate:
+resample others to it first (``predict`` does, :mod:`opensim_pinn.timebase`).
 
 The names, the feature layout and these descriptions are stored in the file as
 JSON: ``opensim_pinn.json`` among the TorchScript file's extra files, and the
@@ -99,7 +101,8 @@ def metadata(trainer) -> dict:
     layout = feature_layout(len(trainer.coordinates), len(trainer.grf_labels))
     return {"format": "opensim-pinn-export", "package_version": __version__, "model": trainer.info.name,
             "coordinates": list(trainer.coordinates), "muscles": list(trainer.muscles),
-            "grf_labels": list(trainer.grf_labels), "window": trainer.config.window, "lowpass_hz": trainer.lowpass,
+            "grf_labels": list(trainer.grf_labels), "window": trainer.config.window_frames(),
+            "rate_hz": trainer.config.rate, "lowpass_hz": trainer.lowpass,
             "feature_layout": {k: [v.start, v.stop] for k, v in layout.items()},
             "inputs": {"features": "float32 (n_frames, 3*n_coordinates+n_grf): filtered q (rad, m), qd, qdd, "
                                    "then GRF (N), unnormalised"},
@@ -146,7 +149,7 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames
         raise InputError(f"--frames must be a whole number of frames, 1 or more, got {frames!r}")
     trainer = Trainer.load(checkpoint)
     model = WindowModel(trainer)
-    n_frames = frames or trainer.config.window or 16
+    n_frames = frames or trainer.config.window_frames() or 16
     example = torch.zeros(n_frames, len(trainer.feature_mean))
     info = metadata(trainer)
     info["frames"] = "any" if format == "torchscript" or model.fused else n_frames

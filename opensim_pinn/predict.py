@@ -151,7 +151,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     output.check()
     activations, forces, timing = timed_inference(trainer, kinematics, threads=threads)
     inference_s = timing.median_s
-    head = trainer.controls(trainer.features(kinematics))
+    head = trainer.controls(trainer.features(kinematics), kinematics.time)
     head = None if head is None else head.cpu().numpy().astype(float)
     actuators = list(trainer.actuators)
     check = None
@@ -318,7 +318,7 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
         raise InputError(f"--threads must be 1 or more, got {threads}")
 
     def run():
-        activations = trainer.activations(trainer.features(kinematics))
+        activations = trainer.activations(trainer.features(kinematics), kinematics.time)
         return activations.cpu().numpy().astype(float), trainer.muscle_forces(kinematics, activations)
 
     with torch_threads(threads):

@@ -34,7 +34,10 @@ What differs from the offline :func:`opensim_pinn.predict.predict`:
   lookahead of ``W`` frames gives offline ``predict`` (tested within 1e-4).
 
 Only per-frame encoders with one GRU layer stream (architectures ``mjca`` and
-``bigru``, ``gru_layers=1``, the defaults; not ``cnn`` or ``mlp``).
+``bigru``, ``gru_layers=1``, the defaults; not ``cnn`` or ``mlp``). The stream's frames are the
+network's ticks: a checkpoint with an internal rate (:attr:`~opensim_pinn.trainer.TrainConfig.rate`)
+streams frames at that rate (within 1 %) and refuses others at the second frame
+(:func:`check_stream_rate`); offline ``predict`` resamples any rate.
 
 Examples
 --------
@@ -167,12 +170,30 @@ def check_streamable(trainer) -> None:
 
 
 def streaming_window(trainer) -> int:
-    """The checkpoint's BiGRU window (frames); :class:`InputError` if it was trained on whole trials."""
-    window = trainer.config.window
+    """The checkpoint's BiGRU window (frames, ticks of its internal rate); :class:`InputError` if it was
+    trained on whole trials."""
+    window = trainer.config.window_frames()
     if window is None:
         raise InputError("this checkpoint was trained on whole trials (window None); streaming needs a "
                          "windowed network: train with the default window")
     return int(window)
+
+
+RATE_TOLERANCE = 0.01
+"""Relative difference between a stream's rate and a checkpoint's internal rate that is accepted."""
+
+
+def check_stream_rate(trainer, step_s: float) -> None:
+    """:class:`InputError` unless frames ``step_s`` apart are at the checkpoint's internal rate (if it has one).
+
+    The stream's frames are the network's ticks: frames at another rate would step
+    its GRU at the wrong time scale (offline ``predict`` resamples; a stream does not).
+    """
+    rate = trainer.config.rate
+    if rate is not None and abs(step_s * rate - 1.0) > RATE_TOLERANCE:
+        raise InputError(f"the stream's frames are {step_s * 1e3:.4g} ms apart ({1 / step_s:.4g} Hz) but this "
+                         f"checkpoint's network works at {rate:g} Hz: stream frames at {rate:g} Hz (resample "
+                         "or decimate them before pushing), or use predict on recorded files, which resamples")
 
 
 def local_polynomial(time: np.ndarray, q: np.ndarray, frames: np.ndarray, past: int, ahead: int, degree: int,
@@ -289,6 +310,7 @@ class StreamingPredictor:
         q, grf, qd, qdd = self._check_frame(time, q, grf, qd, qdd)
         if self._count == 1 and self._base == 0:  # the second frame: the stream's time step
             self._step_s = time - self._time[0]
+            check_stream_rate(self.trainer, self._step_s)
             if self.lookahead_frames is None:
                 self.lookahead_frames = int(round(self.lookahead / self._step_s))
         self._append(time, q, qd, qdd, grf)
@@ -486,4 +508,5 @@ class StreamingPredictor:
             self._base += drop
 
 
-__all__ = ["StreamingPredictor", "StreamedFrame", "FrameStep", "local_polynomial", "PAST_SPAN_S"]
+__all__ = ["StreamingPredictor", "StreamedFrame", "FrameStep", "local_polynomial", "check_stream_rate",
+           "PAST_SPAN_S"]

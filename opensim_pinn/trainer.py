@@ -35,9 +35,11 @@ How the optimisation is made to converge (the loss is unchanged):
   first half of training. Logits beyond +-:attr:`TrainConfig.logit_limit` are
   pulled back, so that a muscle resting at its bound (a saturated sigmoid) can
   still be switched on where other frames need it.
-- Trials are cut into windows of :attr:`TrainConfig.window` frames that overlap by
-  half (the BiGRU's time window); the per-frame encoder runs once per frame, the
-  BiGRU per window; predictions blend overlapping windows.
+- Trials are resampled to the internal rate :attr:`TrainConfig.rate` (Hz;
+  :mod:`opensim_pinn.timebase`) and cut into windows of :attr:`TrainConfig.window_s`
+  seconds that overlap by half (the BiGRU's time window); the per-frame encoder runs
+  once per tick, the BiGRU per window; predictions blend overlapping windows and are
+  interpolated back to the trial's own frames.
 - Adam, linear warm-up then cosine decay of the learning rate. Full batch (every
   window of every trial at each step) unless :attr:`TrainConfig.batch_windows`
   is smaller than the corpus: each epoch then shuffles the windows of all
@@ -84,6 +86,7 @@ from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .storage import write_atomically
+from .timebase import at_rate, interpolate, resample_trial, ticks, to_frames
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,9 @@ trained on 0-1.25 s, tested on 1.25-2.5 s against the fast SO solver, seeds 0-2,
 benchmarks/generalisation_search.py): median R^2 0.87 (0.83-0.92) instead of 0.79 (0.70-0.85) without
 noise; training frames 0.998 (gait2392: 0.991). 0.3 and more cost training-frame agreement (gait2392 0.989
 at 0.3) for no further held-out gain up to 0.4."""
+
+DEFAULT_RATE_HZ = 100.0
+"""The network's internal rate when none is given (:attr:`TrainConfig.rate`; measured in the README)."""
 
 CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -124,9 +130,18 @@ class TrainConfig:
         Peak Adam learning rate.
     warmup : float
         Fraction of the epochs with a linear learning-rate warm-up.
+    rate : float or None
+        The network's internal rate (Hz): trials are resampled to it for training
+        and prediction, and outputs interpolated back to each trial's own frames
+        (:mod:`opensim_pinn.timebase`), so that the network works in seconds, not
+        frames. ``None``: frame-based, the trials' frames as they are (checkpoints
+        written before opensim-pinn had ``rate`` load so).
+    window_s : float or None
+        Seconds per training window, with ``rate``: ``round(window_s * rate)`` ticks.
+        Longer trials are cut into windows that overlap by half, shorter ones are
+        used whole; ``None``: whole trials.
     window : int or None
-        Frames per training window. Longer trials are cut into windows that
-        overlap by half, shorter ones are used whole; ``None``: whole trials.
+        Frames per window when ``rate`` is None (frame-based checkpoints).
     seed : int
         Seeds the network's initial weights (the training is deterministic on CPU).
     device : str
@@ -165,6 +180,8 @@ class TrainConfig:
     time_limit_s: float | None = None
     learning_rate: float = 3e-3
     warmup: float = 0.05
+    rate: float | None = DEFAULT_RATE_HZ
+    window_s: float | None = 0.16
     window: int | None = 16
     seed: int = 0
     device: str = "cpu"
@@ -181,13 +198,20 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def window_frames(self) -> int | None:
+        """Frames (ticks of :attr:`rate`, or trial frames without one) per BiGRU window; None: whole trials."""
+        if self.rate is None:
+            return self.window
+        return None if self.window_s is None else max(2, int(round(self.window_s * self.rate)))
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
         from dataclasses import fields
 
         known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
+        data = {"rate": None, "window_s": None,  # written before the internal rate: frame-based
+                **{k: v for k, v in data.items() if k in known}}
         network = {k: v for k, v in data.get("network", {}).items() if k in {f.name for f in fields(NetworkConfig)}}
         data["network"] = NetworkConfig(**network)
         return cls(**data)
@@ -340,7 +364,9 @@ class Trainer:
         Parameters
         ----------
         trials : list of Trial
-            Same coordinates, actuators and GRF components in every trial.
+            Same coordinates, actuators and GRF components in every trial; any
+            sampling rates (resampled to :attr:`TrainConfig.rate` first: the loss
+            and :attr:`history` are over the internal rate's ticks).
         info : ModelInfo
         muscle_model : MusculoskeletalModel
         polynomials : list of PathPolynomial, optional
@@ -369,7 +395,7 @@ class Trainer:
         device = check_device(config.device)
         if distributed is not None:
             device = distributed.device_for(device)
-        trials = list(trials)
+        trials = [resample_trial(t, config.rate) for t in trials]  # the internal rate (timebase)
         if not trials:
             raise ValueError("no trials to train on")
         self._set_model(info, muscle_model, polynomials, trials)
@@ -384,7 +410,7 @@ class Trainer:
         physics = [self.targets(trial) for trial in trials]
         for trial, feature, exact in zip(trials, features, physics):
             corpus.append((torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device),
-                           window_index(len(trial.time), config.window, device=device),
+                           window_index(len(trial.time), config.window_frames(), device=device),
                            exact.to(device=device, dtype=torch.float32)))
         self.control_scale = control_scale(physics)
         del physics, exact  # the float64 copies are not needed while training
@@ -577,24 +603,26 @@ class Trainer:
                 [_concatenate(targets) for _, targets, _ in by_length.values()],
                 [torch.cat(hessians) for _, _, hessians in by_length.values()])
 
-    def _validation_data(self, trials) -> list[tuple[torch.Tensor, PhysicsTargets]]:
-        """Normalised features and float32 loss targets of held-out trials, on the network's device."""
+    def _validation_data(self, trials) -> list[tuple[torch.Tensor, np.ndarray, PhysicsTargets]]:
+        """Normalised features, times (s) and float32 loss targets of held-out trials at the internal rate,
+        on the network's device."""
         device = next(self.network.parameters()).device
         data = []
-        for trial in trials:
+        for trial in (resample_trial(t, self.config.rate) for t in trials):
             if list(trial.actuators) != self.actuators:
                 raise InputError(f"validation trial {trial.name}: actuators differ from the training trials'; "
                                  "prepare it with the same reserves")
             self.check_kinematics(trial)
-            data.append((self.features(trial), self.targets(trial).to(device=device, dtype=torch.float32)))
+            data.append((self.features(trial), trial.time,
+                         self.targets(trial).to(device=device, dtype=torch.float32)))
         return data
 
     def _validation_loss(self, held_out, loss: PhysicsLoss) -> dict:
         """The physics loss terms of the network's predictions on held-out trials, means over their frames."""
         self.network.eval()
         sums, n_frames = dict.fromkeys(VALIDATION_COLUMNS, 0.0), 0
-        for features, target in held_out:
-            terms = loss(self.activations(features), target)
+        for features, time, target in held_out:
+            terms = loss(self.activations(features, time), target)
             for column in VALIDATION_COLUMNS:
                 sums[column] += features.shape[0] * float(terms[column.removeprefix("validation_")])
             n_frames += features.shape[0]
@@ -612,7 +640,7 @@ class Trainer:
         """
         self._check_fitted()
         self.check_kinematics(kinematics)
-        return self.activations(self.features(kinematics)).cpu().numpy().astype(float)
+        return self.activations(self.features(kinematics), kinematics.time).cpu().numpy().astype(float)
 
     def features(self, kinematics) -> torch.Tensor:
         """Normalised network input of a trial, (n_frames, n_features), on the network's device.
@@ -628,44 +656,58 @@ class Trainer:
             features = np.concatenate([features[:, :3 * len(self.coordinates)], grf], axis=1)
         return torch.as_tensor(self._normalize(features), dtype=torch.float32, device=device)
 
-    def activations(self, features: torch.Tensor) -> torch.Tensor:
-        """Activations (n_frames, n_muscles) from normalised features (in inference mode: no gradients).
+    def outputs(self, features: torch.Tensor, time: np.ndarray | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Activations (n_frames, n_muscles) and the actuator head's controls (n_frames, n_actuators; None
+        without a head: no actuators, or an older checkpoint) from normalised features, in one network pass
+        (inference mode: no gradients).
 
-        Windows as in training; where they overlap, their outputs are blended with
-        triangular weights.
+        ``time`` (n_frames,), s: the frames' times, needed with an internal rate
+        (:attr:`TrainConfig.rate`): the features are resampled to its ticks and the
+        outputs interpolated back to ``time``. Windows as in training; where they
+        overlap, their outputs are blended with triangular weights.
         """
         lower, upper = self._bounds(features.device)
+        features, grid = self._to_ticks(features, time)
         n_frames = features.shape[0]
-        index = window_index(n_frames, self.config.window, device=features.device)
-        with torch.inference_mode():
-            out = _blend(torch.sigmoid(self._window_logits(features, index)), index, n_frames)
-        return lower + (upper - lower) * out
-
-    def controls(self, features: torch.Tensor) -> torch.Tensor | None:
-        """The actuator head's controls (n_frames, n_actuators) from normalised features, windows blended as
-        :meth:`activations`; None when the network has no actuator head (no actuators, or an older checkpoint).
-        """
-        if self.network.actuator_head is None:
-            return None
-        n_frames = features.shape[0]
-        index = window_index(n_frames, self.config.window, device=features.device)
-        with torch.inference_mode():
-            controls = _blend(self._window_outputs(features, index)[1], index, n_frames)
-        return controls * torch.as_tensor(self.control_scale, dtype=controls.dtype, device=controls.device)
-
-    def outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`activations` and :meth:`controls` from one network pass (the BiGRU runs once for both heads)."""
-        if self.network.actuator_head is None:
-            return self.activations(features), None
-        lower, upper = self._bounds(features.device)
-        n_frames = features.shape[0]
-        index = window_index(n_frames, self.config.window, device=features.device)
+        index = window_index(n_frames, self.config.window_frames(), device=features.device)
         with torch.inference_mode():
             logits, heads = self._window_outputs(features, index)
             activations = lower + (upper - lower) * _blend(torch.sigmoid(logits), index, n_frames)
-            controls = _blend(heads, index, n_frames)
-        return activations, controls * torch.as_tensor(self.control_scale, dtype=controls.dtype,
-                                                       device=controls.device)
+            controls = None if heads is None else _blend(heads, index, n_frames) * torch.as_tensor(
+                self.control_scale, dtype=heads.dtype, device=heads.device)
+        activations = self._to_frames(activations, grid, time, lower, upper)
+        return activations, None if controls is None else self._to_frames(controls, grid, time)
+
+    def activations(self, features: torch.Tensor, time: np.ndarray | None = None) -> torch.Tensor:
+        """The activations of :meth:`outputs`."""
+        return self.outputs(features, time)[0]
+
+    def controls(self, features: torch.Tensor, time: np.ndarray | None = None) -> torch.Tensor | None:
+        """The actuator head's controls of :meth:`outputs` (None without a head)."""
+        return self.outputs(features, time)[1]
+
+    def _to_ticks(self, features: torch.Tensor, time) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Features at the internal rate's ticks, and the ticks (None: the frames are the ticks)."""
+        if self.config.rate is None:
+            return features, None
+        if time is None or len(time) != features.shape[0]:
+            raise ValueError(f"this network works at {self.config.rate:g} Hz: pass the frames' times "
+                             f"({features.shape[0]}), s")
+        if at_rate(time, self.config.rate):
+            return features, None
+        grid = ticks(time, self.config.rate)
+        values = interpolate(time, features.detach().cpu().double().numpy(), grid)
+        return torch.as_tensor(values, dtype=features.dtype, device=features.device), grid
+
+    @staticmethod
+    def _to_frames(values: torch.Tensor, grid, time, lower=None, upper=None) -> torch.Tensor:
+        """Per-tick outputs back at the frames ``time`` (unchanged when ``grid`` is None)."""
+        if grid is None:
+            return values
+        bounds = {} if lower is None else {"lower": lower.cpu().numpy(), "upper": upper.cpu().numpy()}
+        out = to_frames(values.cpu().double().numpy(), grid, np.asarray(time, float), **bounds)
+        return torch.as_tensor(out, dtype=values.dtype, device=values.device)
 
     def _window_outputs(self, features: torch.Tensor, index: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -673,12 +715,6 @@ class Trainer:
         if self.network.per_frame_encoder:
             return self.network.sequence_outputs(self.network.frame_features(features[None])[0][index])
         return self.network.sequence_outputs(self.network.frame_features(features[index]))
-
-    def _window_logits(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Logits of the windows ``index`` (n_windows, window) of a trial's features (n_frames, n_features)."""
-        if self.network.per_frame_encoder:  # encode every frame once, then cut the windows
-            return self.network.sequence_logits(self.network.frame_features(features[None])[0][index])
-        return self.network.logits(features[index])
 
     def muscle_forces(self, kinematics, activations: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
         """Muscle forces (N) = activation x rigid-tendon force at full activation, (n_frames, n_muscles).
