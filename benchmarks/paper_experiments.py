@@ -115,6 +115,7 @@ def supervised_fit(config: TrainConfig):
     within 50 steps (training-frame median R^2 -0.35 on the 2D walk), a failure of that loss, not of labels.
     """
     from opensim_pinn.static_opt import fast_static_optimization
+    from opensim_pinn.timebase import resample_trial
 
     def fit(trials, info, muscle_model, polynomials):
         setup = TrainConfig(**{**config.__dict__, "epochs": 1})
@@ -126,9 +127,9 @@ def supervised_fit(config: TrainConfig):
         lower, upper = (torch.tensor([getattr(by_name[m], bound) for m in trainer.muscles], dtype=torch.float32)
                         for bound in ("min_control", "max_control"))
         batches = []
-        for trial in trials:
+        for trial in (resample_trial(t, trainer.config.rate) for t in trials):  # the network's internal rate
             labels = fast_static_optimization(trial, info, muscle_model).activations[:, :len(trainer.muscles)]
-            index = window_index(len(trial.time), config.window)
+            index = window_index(len(trial.time), trainer.config.window_frames())
             share = ((torch.as_tensor(labels, dtype=torch.float32) - lower) / (upper - lower)).clamp(
                 SUPERVISED_MARGIN, 1 - SUPERVISED_MARGIN)
             batches.append((trainer.features(trial)[index], torch.logit(share)[index]))

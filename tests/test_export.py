@@ -69,7 +69,7 @@ def test_exported_file_runs_without_the_package_and_matches_pytorch(fmt, trainer
     out = tmp_path / f"network.{fmt}"
     summary = export_model(demo_checkpoint["checkpoint"], out, fmt)
     assert summary["muscles"] == trainer.muscles and out.is_file()
-    window = trainer.config.window
+    window = trainer.config.window_frames()
     model = WindowModel(trainer)
     assert summary["frames"] == "any"  # the default network is fused: any length, in ONNX too
     for n_frames in (window, 2 * window + 3):
@@ -141,7 +141,7 @@ def test_unfused_network_exports_with_fixed_frames(trainer, kinematics, tmp_path
     cnn.network = build_network(cnn.config.network, len(trainer.coordinates), len(trainer.grf_labels),
                                 len(trainer.muscles), trainer.network.n_actuators).eval()
     cnn.save(tmp_path / "cnn.pt")
-    window = trainer.config.window
+    window = trainer.config.window_frames()
     summary = export_model(tmp_path / "cnn.pt", tmp_path / "cnn.onnx", "onnx", frames=window)
     assert summary["frames"] == window and not WindowModel(cnn).fused
     piece = type(kinematics)(name="piece", time=kinematics.time[:window], coordinates=kinematics.coordinates,

@@ -46,7 +46,7 @@ def test_full_lookahead_reproduces_offline_predict(trained):
     trainer, kinematics, _ = trained
     offline = trainer.predict(kinematics)
     offline_forces = trainer.muscle_forces(kinematics, offline)
-    window = trainer.config.window
+    window = trainer.config.window_frames()
     step = kinematics.time[1] - kinematics.time[0]
     stream = StreamingPredictor(trainer, lookahead=window * step, filtered_input=True)
     frames = _stream(stream, kinematics, filtered=True)
@@ -201,7 +201,7 @@ def test_streamed_actuator_forces_are_predicts(headed):
     kinematics = load_kinematics(trainer.info, headed["motion"], headed["external_loads"], end=headed["end"],
                                  lowpass=trainer.lowpass)
     step = kinematics.time[1] - kinematics.time[0]
-    stream = StreamingPredictor(trainer, lookahead=trainer.config.window * step, filtered_input=True)
+    stream = StreamingPredictor(trainer, lookahead=trainer.config.window_frames() * step, filtered_input=True)
     frames = _stream(stream, kinematics, filtered=True)
     assert stream.actuators == trainer.actuators
     forces = np.array([f.actuator_forces for f in frames])
