@@ -472,11 +472,14 @@ class Trainer:
                    leave=False, mininterval=0.5)
         self.network.train()
         names = ("dynamics", "performance", "boundary", "total", "control_fit")
-        noise = torch.Generator(device=lower.device)  # input_noise: seeded per epoch, so that resuming is exact
+        noise = torch.Generator(device=lower.device)
 
-        def noisy(x: torch.Tensor) -> torch.Tensor:
+        def noisy(number: int, x: torch.Tensor) -> torch.Tensor:
+            """Trial ``number``'s inputs (n_frames, n_features) with this epoch's input noise: seeded by the seed,
+            the epoch and the trial, so that resumed runs, minibatches and processes all draw the same noise."""
             if not config.input_noise:
                 return x
+            noise.manual_seed(config.seed * 1_000_003 + epoch + 7_919 * number)
             return x + config.input_noise * torch.randn(x.shape, generator=noise, dtype=x.dtype, device=x.device)
 
         try:
@@ -496,7 +499,6 @@ class Trainer:
                     steps = window_batches(counts, config.batch_windows, config.seed, epoch,
                                            rank=0 if distributed is None else distributed.rank, world=world)
                 sums = torch.zeros(len(names) + 1, dtype=torch.float64)  # frame-weighted loss terms, frames
-                noise.manual_seed(config.seed * 1_000_003 + epoch)
                 for number, step in enumerate(steps):
                     done = epoch * n_steps + number
                     progress = done / total_steps
@@ -513,14 +515,14 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     if full_batch:
                         n_frames = sum(index.numel() for _, index, _, _ in groups)
-                        pieces = ((self._window_outputs(noisy(x), index), target, hessian)
-                                  for x, index, target, hessian in groups)  # one trial's graph at a time
+                        pieces = ((self._window_outputs(noisy(trial, x), index), target, hessian)
+                                  for trial, (x, index, target, hessian) in enumerate(groups))  # one trial's graph at a time
                     else:
-                        inputs, targets, hessians = self._batch(corpus, step, loss)
+                        inputs, targets, hessians = self._batch(corpus, step, loss, noisy)
                         n_frames = sum(t.tau.shape[0] * t.tau.shape[1] for t in targets)
                         if distributed is not None:  # the frames of the whole batch, all processes together
                             n_frames = int(distributed.sum(torch.tensor([float(n_frames)]))[0])
-                        pieces = zip(module([noisy(x) for x in inputs]), targets, hessians)
+                        pieces = zip(module(inputs), targets, hessians)
                     totals = dict.fromkeys(names, 0.0)
                     objective, mine = 0.0, 0
                     for (logits, head), target, hessian in pieces:
@@ -579,9 +581,10 @@ class Trainer:
         log.info("training: %d epochs in %.1f s, loss %s", len(self.history), time.perf_counter() - began,
                  ", ".join(f"{k} {last.get(k, float('nan')):.4g}" for k in ("dynamics", "performance", "total")))
 
-    def _batch(self, corpus, step, loss: PhysicsLoss):
+    def _batch(self, corpus, step, loss: PhysicsLoss, noisy):
         """Network inputs (n_windows, window, n_features), targets and curvatures (n_windows, window, M, M)
-        of the (trial, window) pairs ``step``, one of each per window length.
+        of the (trial, window) pairs ``step``, one of each per window length; ``noisy(trial, x)`` gives a
+        trial's inputs with the epoch's input noise (each frame's noise the same in every window).
 
         The curvatures are computed here, for the batch's frames only: memory follows the batch, not the corpus.
         """
@@ -592,6 +595,7 @@ class Trainer:
         by_length: dict[int, tuple[list, list, list]] = {}
         for trial, chosen in by_trial.items():
             x, index, target = corpus[trial]
+            x = noisy(trial, x)
             frames = index[torch.tensor(chosen, device=index.device)]
             hessian = curvature(loss, target[frames.reshape(-1)], n_muscles).reshape(*frames.shape, n_muscles,
                                                                                       n_muscles)
