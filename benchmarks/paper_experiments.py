@@ -256,7 +256,8 @@ def main(argv=None) -> int:
                 key = "walk3d"
                 plans.setdefault(key, (None, None) if args.quick else walk3d_plan())
             dataset, plan = plans[key]
-            entry = {"dataset": dataset, "command": command, "finished": None, "variants": {}}
+            entry = {"dataset": dataset, "command": command, "finished": None, "variants": {},
+                     "defaults": training_defaults()}
             results["experiments"][experiment] = entry
             for name, config, fit, skip in variants(experiment, base, args.architectures.split(",")):
                 print(f"== {experiment}: {name} on {dataset}", flush=True)
@@ -276,6 +277,12 @@ def main(argv=None) -> int:
             entry["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             save(results, args, only)
     return 0
+
+
+def training_defaults() -> dict:
+    """The training defaults that change held-out numbers, recorded with each experiment."""
+    config = TrainConfig()
+    return {"rate_hz": config.rate, "window_s": config.window_s, "input_noise": config.input_noise}
 
 
 def save(results: dict, args, experiments: list[str]) -> None:
@@ -375,6 +382,11 @@ def format_doc(results: dict, made: dict[str, str]) -> str:
         lines += [f"Data: {entry['dataset']}. Command: `{entry['command']}`"
                   + ("" if entry.get("finished") else " (still running, or stopped before the end: "
                      "variants not listed were not run)") + ".", ""]
+        defaults = entry.get("defaults")
+        lines += [(f"Training defaults: internal rate {defaults['rate_hz']} Hz, window {defaults['window_s']} s, "
+                   f"input noise {defaults['input_noise']}." if defaults else
+                   "Run before the internal rate and input noise existed (frame-based 16-frame windows, no input "
+                   "noise): rerun this experiment for the current defaults."), ""]
         first = next((v for v in entry["variants"].values() if v.get("status") == "done"), None)
         if first:
             lines += [f"Folds: {first['n_folds']}, {first['folds_from']}; reference: {first['reference']}; "
