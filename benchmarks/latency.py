@@ -30,6 +30,7 @@ import torch
 
 from opensim_pinn.streaming import StreamingPredictor
 from opensim_pinn.trainer import Trainer
+from opensim_pinn.timebase import resample_trial
 from opensim_pinn.trial import load_kinematics
 
 CASES = {
@@ -90,6 +91,7 @@ def main() -> None:
             raw = load_kinematics(trainer.info, folder / case["motion"], folder / case["external_loads"],
                                   start=case["start"], end=case["end"], lowpass=None,
                                   step_interval=case["step_interval"])
+            raw = resample_trial(raw, trainer.config.rate)  # streams arrive at the network's rate
             rows = []
             for backend in BACKENDS:
                 for lookahead in LOOKAHEADS_S:

@@ -84,7 +84,7 @@ def main() -> None:
             folder, case = Path(args.data) / name, CASES[name]
             checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, case, Path(work))
             trainer = Trainer.load(checkpoint)
-            rate = 100.0 if name == "gait2392" else 60.0
+            rate = trainer.config.rate or (100.0 if name == "gait2392" else 60.0)  # the frames the step sees
             rows = []
             for lookahead in LOOKAHEADS_S:
                 step = FrameStep(trainer, int(round(lookahead * rate)))

@@ -25,6 +25,7 @@ import numpy as np
 from opensim_pinn.metrics import r2, rmse
 from opensim_pinn.streaming import StreamingPredictor
 from opensim_pinn.trainer import Trainer
+from opensim_pinn.timebase import resample_trial
 from opensim_pinn.trial import TrialSettings, load_kinematics, prepare_trial
 
 LOOKAHEADS_S = (0.0, 0.05, 0.1)
@@ -58,20 +59,22 @@ def main() -> None:
                  external_loads=str(folder / "subject01_walk_grf.xml"),
                  reserves=str(folder / "gait10dof18musc_Strong_actuators.xml"))
     trainer = Trainer.load(args.checkpoint)
-    offline_kinematics = load_kinematics(trainer.info, files["motion"], files["external_loads"],
-                                         lowpass=trainer.lowpass)
-    raw = load_kinematics(trainer.info, files["motion"], files["external_loads"], lowpass=None)
+    rate = trainer.config.rate  # streams arrive at the network's rate: everything compared at its ticks
+    offline_kinematics = resample_trial(load_kinematics(trainer.info, files["motion"], files["external_loads"],
+                                                        lowpass=trainer.lowpass), rate)
+    raw = resample_trial(load_kinematics(trainer.info, files["motion"], files["external_loads"], lowpass=None), rate)
     offline = trainer.predict(offline_kinematics)
     offline_forces = trainer.muscle_forces(offline_kinematics, offline)
     trial, info = prepare_trial(TrialSettings(**files, lowpass=trainer.lowpass))
+    trial = resample_trial(trial, rate)
     from opensim_pinn.muscle import MusculoskeletalModel
 
     so = fast_static_optimization(trial, info, MusculoskeletalModel(info, trainer.polynomials))
     so_forces = so.forces[:, :len(trainer.muscles)]
     step = float(offline_kinematics.time[1] - offline_kinematics.time[0])
-    window_s = trainer.config.window * step
+    window_s = trainer.config.window_frames() * step
     results = {"case": "gait10dof18musc walk", "frames": len(raw.time), "rate_hz": round(1 / step, 2),
-               "window_frames": trainer.config.window, "offline_vs_fast_so": scores(so_forces, offline_forces),
+               "window_frames": trainer.config.window_frames(), "offline_vs_fast_so": scores(so_forces, offline_forces),
                "streams": []}
     print(f"offline predict vs fast SO: {results['offline_vs_fast_so']}")
     for kind, source in (("raw", raw), ("filtered", offline_kinematics)):

@@ -111,13 +111,16 @@ def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Pat
 
 
 def _file_frames(predictor, checkpoint, motion, external_loads, start, end, realtime):
-    """(time, raw q, grf) of a motion file's frames, paced by its time column when ``realtime``."""
+    """(time, raw q, grf) of a motion file's frames, resampled to the checkpoint's internal rate if it has one
+    (:mod:`opensim_pinn.timebase`), paced by their times when ``realtime``."""
+    from .timebase import resample_trial
     from .trial import load_kinematics
 
     trainer = predictor.trainer
     raw = load_kinematics(trainer.info, motion, external_loads, start=start, end=end, lowpass=None,
                           checkpoint=checkpoint)  # no filtering: the stream sees the coordinates as recorded
     trainer.check_kinematics(raw)
+    raw = resample_trial(raw, trainer.config.rate)  # a recording replayed at the network's rate (its ticks)
     began = clock.perf_counter()
     for i, time in enumerate(raw.time):
         if realtime:

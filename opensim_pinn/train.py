@@ -263,8 +263,8 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
         "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
         "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
         **({"validation_trials": [t.name for t in validation], "best_epoch": trainer.best_epoch,
-            "best_validation_loss": next(row["validation_total"] for row in trainer.history
-                                         if row["epoch"] == trainer.best_epoch)} if validation else {}),
+            "best_validation_loss": next((row["validation_total"] for row in trainer.history
+                                          if row["epoch"] == trainer.best_epoch), None)} if validation else {}),
         "wall_s": {"trials": round(prepared - began, 3), "paths": round(fitted - prepared, 3),
                    "training": round(trained - fitted, 3), "total": round(time.perf_counter() - began, 3)},
     }
@@ -297,8 +297,11 @@ def _prepare_trials(settings: dict, info, listed, names, *, progress: bool, what
         if names:
             trial.name = names[number]
         trials.append(trial)
-        trials.extend(prepare_trial(augmented, info=info)[0] for augmented in augmented_settings(
-            trial_settings, augment, info))
+        stem = Path(motion).stem
+        for augmented in augmented_settings(trial_settings, augment, info):
+            version, _ = prepare_trial(augmented, info=info)
+            version.name = trial.name + Path(augmented.motion).stem.removeprefix(stem)  # e.g. walk1_mirror
+            trials.append(version)
     return trials
 
 

@@ -107,7 +107,8 @@ DEFAULT_RATE_HZ = 100.0
 """The network's internal rate when none is given (:attr:`TrainConfig.rate`; measured in the README)."""
 
 CHECKPOINT_FORMAT = "opensim-pinn-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: the network works at an internal rate (``train_config`` ``rate``, ``window_s``); 1 was frame-based."""
 
 HISTORY_COLUMNS = ("epoch", "wall_s", "learning_rate", "damping", "dynamics", "performance", "boundary",
                    "total", "control_fit")

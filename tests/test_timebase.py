@@ -9,6 +9,7 @@ still predict frame by frame, exactly as they did.
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
@@ -126,3 +127,25 @@ def test_stream_at_another_rate_is_refused(demo_checkpoint):
     at_rate_stream = StreamingPredictor(trainer, lookahead=0.05)
     for i in range(3):  # 100 Hz, the checkpoint's rate: accepted
         at_rate_stream.push(i * 0.01, np.zeros(n_coordinates), np.zeros(n_grf))
+
+
+def test_stream_command_replays_another_rate_at_the_checkpoints_ticks(builtin_project, demo_checkpoint, tmp_path):
+    """`opensim-pinn stream --motion` of a 60 Hz recording with a 100 Hz checkpoint: the recording is resampled and
+    replayed at the checkpoint's ticks (a stream pushed frame by frame at another rate is refused, test above)."""
+    from opensim_pinn.demo_model import synthesize_walking_trial
+    from opensim_pinn.live import stream
+    from opensim_pinn.timebase import resample_trial
+    from opensim_pinn.trial import load_kinematics
+
+    trainer = Trainer.load(demo_checkpoint["checkpoint"])
+    files = synthesize_walking_trial(builtin_project["model"], tmp_path / "walk60", duration=1.2, rate=60)
+    output = io.StringIO()
+    window_s = trainer.config.window_frames() / trainer.config.rate
+    summary = stream(demo_checkpoint["checkpoint"], files["motion"], files["external_loads"], lookahead=window_s,
+                     realtime=False, output=output)
+    streamed = np.array([line.split("\t") for line in output.getvalue().splitlines()[1:]], float)
+    ticks = resample_trial(load_kinematics(trainer.info, files["motion"], files["external_loads"], lowpass=None),
+                           trainer.config.rate)
+    assert summary["frames"] == len(ticks.time) == len(streamed)
+    assert np.allclose(streamed[:, 0], ticks.time)
+    assert np.all(np.abs(np.diff(streamed[:, 0]) - 1 / trainer.config.rate) < 1e-9)
