@@ -189,7 +189,8 @@ def main() -> None:
             print(f"{name:16} {entry['n_frames']:5d} frames {entry['n_muscles']:3d} muscles | rate "
                   f"{'frames' if rate is None else f'{rate:g} Hz':>7} | {run['epochs']} epochs "
                   f"{run['training_s']:7.1f} s, median R^2 {run['final_median_r2']:.4f} | R^2 >= {TARGET_R2} after "
-                  f"{run[f'time_to_r2_{TARGET_R2}_s']} s | fast SO {fast['wall_s']:.2f} s"
+                  f"{run[f'time_to_r2_{TARGET_R2}_s']} s"
+                  + (f" | fast SO {fast['wall_s']:.2f} s" if fast.get("wall_s") is not None else "")
                   + (f" | OpenSim SO {entry['opensim_so']['wall_s']:.1f} s" if "opensim_so" in entry else ""),
                   flush=True)
         results["cases"][name] = entry
