@@ -100,7 +100,10 @@ def _csv_rows(path: Path, raw: bytes) -> list[tuple[str, dict]]:
 
 
 def _toml_rows(path: Path, raw: bytes) -> list[tuple[str, dict]]:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+        import tomli as tomllib
 
     try:
         document = tomllib.loads(raw.decode("utf-8-sig", errors="replace"))
