@@ -1,4 +1,4 @@
-"""Benchmark: the damped Newton direction of training (trainer._newton_direction), before and after
+"""Benchmark: the damped Newton direction of training (trainer.newton_direction), before and after
 building its system in place and solving with two triangular solves (issue #10 item 1).
 
 The system ``S H S + damping diag H`` used to be built as four (frames, M, M)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from opensim_pinn.trainer import _newton_direction
+from opensim_pinn.newton import newton_direction
 
 SHAPES = {"gait10dof18musc": (18, 16, 18), "gait2392_1500_frames": (187, 16, 92)}
 
@@ -58,7 +58,7 @@ def main() -> None:
         gradient = torch.randn(windows, frames, muscles)
         times = {"before": [], "after": []}
         for _ in range(args.repeats):
-            for name, direction in (("before", before), ("after", _newton_direction)):
+            for name, direction in (("before", before), ("after", newton_direction)):
                 began = time.perf_counter()
                 direction(gradient, slope, hessian, 1e-3)
                 times[name].append(time.perf_counter() - began)
@@ -68,7 +68,7 @@ def main() -> None:
             "before_ms": round(median["before"], 2), "after_ms": round(median["after"], 2),
             "speedup": round(median["before"] / median["after"], 2),
             "bitwise_equal": torch.equal(before(gradient, slope, hessian, 1e-3),
-                                         _newton_direction(gradient, slope, hessian, 1e-3))}
+                                         newton_direction(gradient, slope, hessian, 1e-3))}
         print(case, json.dumps(results["cases"][case]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

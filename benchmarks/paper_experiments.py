@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 from opensim_pinn.evaluate import cross_validate, manifest_folds, segment_folds  # noqa: E402
 from opensim_pinn.loss import DEFAULT_LOSS_WEIGHTS  # noqa: E402
 from opensim_pinn.network import ARCHITECTURES, NetworkConfig, build_network  # noqa: E402
-from opensim_pinn.trainer import DEFAULT_EPOCHS, TrainConfig, Trainer, window_index  # noqa: E402
+from opensim_pinn.trainer import DEFAULT_EPOCHS, TrainConfig, Trainer  # noqa: E402
+from opensim_pinn.windows import window_index  # noqa: E402
 
 EXPERIMENTS = ("loso", "supervised", "loss", "architecture", "strides3d")
 DEFAULT_ARCHITECTURES = ("mjca", "bigru", "cnn", "mlp")

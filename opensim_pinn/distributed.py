@@ -10,7 +10,7 @@ GPU ``LOCAL_RANK``). Then:
   fits the muscle paths; the others wait, then read the cache
   (:meth:`Distributed.first_on_main`);
 - every optimiser step's batch of ``--batch-windows`` windows is shared among the
-  processes (:func:`opensim_pinn.trainer.window_batches`, a DistributedSampler),
+  processes (:func:`opensim_pinn.windows.window_batches`, a DistributedSampler),
   and DistributedDataParallel averages their gradients, scaled so that the step
   is the one a single process takes on the whole batch;
 - process 0 alone validates, writes the snapshots, ``checkpoint.pt`` and

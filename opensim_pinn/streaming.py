@@ -340,7 +340,7 @@ class StreamingPredictor:
         remaining = np.arange(self._next, n_frames)
         if not self.filtered_input:
             self._estimate(remaining)
-        from .trainer import windows
+        from .windows import windows
 
         network = self.trainer.network
         spans = [(a, b) for a, b in windows(n_frames, self.window) if b > self._next]

@@ -84,9 +84,11 @@ from .errors import InputError, first_line
 from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
+from .newton import curvature, newton_direction
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .storage import write_atomically
 from .timebase import at_rate, interpolate, resample_trial, ticks, to_frames
+from .windows import blend, window_batches, window_index
 
 log = logging.getLogger(__name__)
 
@@ -245,65 +247,6 @@ def check_device(device: str) -> torch.device:
 def trial_features(kinematics) -> np.ndarray:
     """Network input of a trial, shape (n_frames, 3 * n_coordinates + n_grf): q, qd, qdd, GRF."""
     return np.concatenate([kinematics.q, kinematics.qd, kinematics.qdd, kinematics.grf], axis=1)
-
-
-def windows(n_frames: int, window: int | None) -> list[tuple[int, int]]:
-    """(start, stop) frame ranges covering ``n_frames`` in windows that overlap by half."""
-    if window is None or n_frames <= window:
-        return [(0, n_frames)]
-    stride = max(1, window // 2)
-    starts = list(range(0, n_frames - window, stride)) + [n_frames - window]
-    return [(s, s + window) for s in starts]
-
-
-def window_index(n_frames: int, window: int | None, *, device=None) -> torch.Tensor:
-    """Frame indices of :func:`windows`, shape (n_windows, frames per window)."""
-    spans = windows(n_frames, window)
-    starts = torch.tensor([start for start, _ in spans], device=device)
-    return starts[:, None] + torch.arange(spans[0][1] - spans[0][0], device=device)
-
-
-def window_batches(counts: list[int], batch_windows: int | None, seed: int, epoch: int, *, rank: int = 0,
-                   world: int = 1) -> list[list[tuple[int, int]]]:
-    """This process's batches of an epoch: lists of (trial, window) pairs, ``batch_windows / world`` each.
-
-    ``counts`` are the trials' numbers of windows. The windows of all trials are
-    shuffled by a :class:`~torch.utils.data.DistributedSampler` (seeded by
-    ``seed`` and ``epoch``, the same order in every process) and dealt out to the
-    ``world`` processes; the ``k``-th batches of all processes together are the
-    ``k``-th batch of one process with ``world = 1`` (when the windows divide
-    evenly among the processes; else the sampler repeats a few to even them
-    out). ``None``: one batch of all windows.
-    """
-    from torch.utils.data import DistributedSampler
-
-    pairs = [(trial, window) for trial, count in enumerate(counts) for window in range(count)]
-    sampler = DistributedSampler(pairs, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    sampler.set_epoch(epoch)
-    mine = [pairs[i] for i in sampler]
-    size = len(mine) if batch_windows is None else max(1, batch_windows // world)
-    return [mine[i:i + size] for i in range(0, len(mine), size)]
-
-
-def curvature(loss: PhysicsLoss, targets: PhysicsTargets, n_muscles: int) -> torch.Tensor:
-    """Per-frame Hessian of the loss with respect to the activations, (n_frames, n_muscles, n_muscles).
-
-    The controls and the uncovered residual are affine in the activations, so
-    their Jacobians come from :meth:`PhysicsLoss.controls` at the unit vectors;
-    the bound penalties are left out (activations are kept within bounds).
-    """
-    n_frames = targets.tau.shape[0]
-    dtype, device = targets.tau.dtype, targets.tau.device
-    zero = torch.zeros(1, n_frames, n_muscles, dtype=dtype, device=device)
-    basis = torch.eye(n_muscles, dtype=dtype, device=device)[:, None, :].expand(n_muscles, n_frames, n_muscles)
-    controls0, uncovered0 = loss.controls(zero, targets)
-    controls1, uncovered1 = loss.controls(basis, targets)
-    jacobian_controls = (controls1 - controls0).permute(1, 2, 0)  # (T, A, M)
-    jacobian_uncovered = (uncovered1 - uncovered0).permute(1, 2, 0) / loss.uncovered_reserve  # (T, C, M)
-    w = loss.loss_weights
-    gram = (jacobian_controls.transpose(1, 2) @ jacobian_controls
-            + jacobian_uncovered.transpose(1, 2) @ jacobian_uncovered)
-    return 2 * w["performance"] * torch.eye(n_muscles, dtype=dtype, device=device) + 2 * w["dynamics"] * gram
 
 
 def control_scale(targets: list[PhysicsTargets]) -> np.ndarray:
@@ -545,7 +488,7 @@ class Trainer:
                             # Gradient of each frame's own loss, then the damped Newton direction in logit space.
                             gradient, = torch.autograd.grad(terms["total"] * frames, activations, retain_graph=True)
                             with torch.no_grad():
-                                direction = _newton_direction(gradient, (upper - lower) * slope * (1 - slope),
+                                direction = newton_direction(gradient, (upper - lower) * slope * (1 - slope),
                                                               hessian, damping)
                                 direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
                             part = (logits * direction).sum().div(n_frames) + share * control_fit
@@ -678,8 +621,8 @@ class Trainer:
         index = window_index(n_frames, self.config.window_frames(), device=features.device)
         with torch.inference_mode():
             logits, heads = self._window_outputs(features, index)
-            activations = lower + (upper - lower) * _blend(torch.sigmoid(logits), index, n_frames)
-            controls = None if heads is None else _blend(heads, index, n_frames) * torch.as_tensor(
+            activations = lower + (upper - lower) * blend(torch.sigmoid(logits), index, n_frames)
+            controls = None if heads is None else blend(heads, index, n_frames) * torch.as_tensor(
                 self.control_scale, dtype=heads.dtype, device=heads.device)
         activations = self._to_frames(activations, grid, time, lower, upper)
         return activations, None if controls is None else self._to_frames(controls, grid, time)
@@ -948,36 +891,3 @@ class _WindowNetwork(torch.nn.Module):
 def _concatenate(targets: list[PhysicsTargets]) -> PhysicsTargets:
     """Targets of several batches of windows, one after the other."""
     return PhysicsTargets(*(torch.cat(values) for values in zip(*(vars(t).values() for t in targets))))
-
-
-def _blend(pieces: torch.Tensor, index: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """Per-frame outputs (n_frames, n) from overlapping windows' (n_windows, window, n), triangular weights."""
-    if index.shape[0] == 1:
-        return pieces[0]
-    length = index.shape[1]
-    ramp = torch.minimum(torch.arange(1, length + 1), torch.arange(length, 0, -1)).to(pieces)
-    flat = index.reshape(-1)
-    out = pieces.new_zeros(n_frames, pieces.shape[-1]).index_add_(
-        0, flat, (pieces * ramp[:, None]).reshape(-1, pieces.shape[-1]))
-    weight = pieces.new_zeros(n_frames).index_add_(0, flat, ramp.repeat(index.shape[0]))
-    return out / weight[:, None]
-
-
-def _newton_direction(gradient: torch.Tensor, slope: torch.Tensor, hessian: torch.Tensor,
-                      damping: float) -> torch.Tensor:
-    """Levenberg-Marquardt step in logit space: (S H S + damping diag H)^-1 S g, per frame.
-
-    ``gradient`` and ``slope`` (d activation / d logit) are (..., n_muscles),
-    ``hessian`` is (..., n_muscles, n_muscles).
-    """
-    diagonal = hessian.diagonal(dim1=-2, dim2=-1)
-    system = slope.unsqueeze(-1) * hessian  # built in place: one (..., M, M) tensor, not four
-    system.mul_(slope.unsqueeze(-2)).diagonal(dim1=-2, dim2=-1).add_(
-        damping * diagonal + 1e-12 * diagonal.mean(-1, keepdim=True))
-    factor, info = torch.linalg.cholesky_ex(system)
-    rhs = (slope * gradient).unsqueeze(-1)
-    if bool((info != 0).any()):  # not positive definite in float32: fall back on a general solve
-        return torch.linalg.solve(system, rhs).squeeze(-1)
-    # Two triangular solves: the numbers of cholesky_solve, in under half its time for batches of small systems.
-    forward = torch.linalg.solve_triangular(factor, rhs, upper=False)
-    return torch.linalg.solve_triangular(factor.mT, forward, upper=True).squeeze(-1)

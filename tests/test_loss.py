@@ -14,7 +14,7 @@ import torch
 
 from opensim_pinn.loss import PhysicsLoss, physics_targets
 from opensim_pinn.static_opt import solve_bounded_least_norm
-from opensim_pinn.trainer import _newton_direction, curvature
+from opensim_pinn.newton import curvature, newton_direction
 
 N_FRAMES, N_COORDINATES, N_MUSCLES = 6, 3, 5
 MIN_CONTROL, MAX_CONTROL = 0.01, 1.0
@@ -153,7 +153,7 @@ def test_newton_direction_lands_on_the_minimiser_of_a_quadratic():
     hessian = curvature(loss, targets, N_MUSCLES)
     start = torch.full((N_FRAMES, N_MUSCLES), 0.3, dtype=torch.float64, requires_grad=True)
     gradient, = torch.autograd.grad(loss(start, targets)["total"] * N_FRAMES, start)
-    step = _newton_direction(gradient, torch.ones_like(gradient), hessian, 0.0)
+    step = newton_direction(gradient, torch.ones_like(gradient), hessian, 0.0)
     landed = (start - step).detach().requires_grad_(True)
     after, = torch.autograd.grad(loss(landed, targets)["total"] * N_FRAMES, landed)
     assert after.abs().max() < 1e-6 * gradient.abs().max()
@@ -165,8 +165,8 @@ def test_newton_direction_vanishes_where_the_gradient_does():
     hessian = torch.eye(N_MUSCLES, dtype=torch.float64).expand(N_FRAMES, -1, -1) * 4.0
     zero = torch.zeros(N_FRAMES, N_MUSCLES, dtype=torch.float64)
     slope = torch.full_like(zero, 0.2)
-    assert _newton_direction(zero, slope, hessian, 1e-6).abs().max() == 0
+    assert newton_direction(zero, slope, hessian, 1e-6).abs().max() == 0
     # saturated outputs (zero slope) get no push, whatever their gradient
     ones = torch.ones_like(zero)
-    assert _newton_direction(ones, torch.zeros_like(zero), hessian, 1e-6).abs().max() == 0
-    np.testing.assert_allclose(_newton_direction(ones, slope, hessian, 0.0).numpy(), 1.0 / (4.0 * 0.2))
+    assert newton_direction(ones, torch.zeros_like(zero), hessian, 1e-6).abs().max() == 0
+    np.testing.assert_allclose(newton_direction(ones, slope, hessian, 0.0).numpy(), 1.0 / (4.0 * 0.2))

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from opensim_pinn.timebase import at_rate, resample_trial, ticks, to_frames
-from opensim_pinn.trainer import TrainConfig, Trainer, _blend, window_index
+from opensim_pinn.trainer import TrainConfig, Trainer
+from opensim_pinn.windows import blend, window_index
 from opensim_pinn.trial import Kinematics
 
 CROSS_RATE_TOL = 0.01  # the done-when: median R^2 at 1000 Hz within 0.01 of its 60 Hz value
@@ -73,7 +74,7 @@ def test_checkpoint_without_rate_predicts_frame_by_frame_as_before(demo_checkpoi
     index = window_index(len(half.time), 16)
     lower, upper = old._bounds("cpu")
     with torch.inference_mode():
-        frame_based = lower + (upper - lower) * _blend(torch.sigmoid(old._window_outputs(features, index)[0]),
+        frame_based = lower + (upper - lower) * blend(torch.sigmoid(old._window_outputs(features, index)[0]),
                                                        index, len(half.time))
     np.testing.assert_array_equal(old.predict(half), frame_based.numpy().astype(float))
     assert not np.allclose(new.predict(half), old.predict(half), atol=1e-3)

@@ -15,7 +15,8 @@ import torch
 
 from opensim_pinn import cli, snapshots, trainer as trainer_module
 from opensim_pinn.train import resume_training, train_network
-from opensim_pinn.trainer import Trainer, window_batches
+from opensim_pinn.trainer import Trainer
+from opensim_pinn.windows import window_batches
 
 from test_robustness_inputs import assert_refused
 
