@@ -16,7 +16,7 @@ import torch
 from opensim_pinn import cli, snapshots, trainer as trainer_module
 from opensim_pinn.train import resume_training, train_network
 from opensim_pinn.trainer import Trainer
-from opensim_pinn.windows import window_batches
+from opensim_pinn.windows import window_batches, windows
 
 from test_robustness_inputs import assert_refused
 
@@ -86,7 +86,7 @@ def test_curvatures_are_per_batch_not_per_corpus(corpus_run):
     assert corpus_run["shapes"], "the curvatures were not computed"
     for shape in corpus_run["shapes"]:
         assert shape[0] <= BATCH * WINDOW and shape[1:] == (n_muscles, n_muscles), shape
-    corpus_windows = 2 * len(trainer_module.windows(71, WINDOW))
+    corpus_windows = 2 * len(windows(71, WINDOW))
     assert corpus_windows > 2 * BATCH  # so that the bound is a real one
 
 
