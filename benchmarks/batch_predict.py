@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, SHARED_DATA  # noqa: E402
 from latency import CASES, checkpoint_for  # noqa: E402  (the same cases and timing checkpoints)
 
 from opensim_pinn.batch import predict_manifest  # noqa: E402
@@ -68,8 +69,8 @@ def two_processes(checkpoint: Path, manifest: Path, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--copies", type=int, default=20, help="copies of the trial in the manifest (default 20)")
     parser.add_argument("--cases", nargs="*", default=list(CASES))

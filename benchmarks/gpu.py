@@ -16,7 +16,6 @@ Usage: python benchmarks/gpu.py [--data ../shared/data] [--checkpoint PATH] [--c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,10 +27,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, SHARED_DATA, save_results  # noqa: E402
 from latency import CASES, checkpoint_for  # noqa: E402
 from static_opt_speed import CASES as SO_CASES  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(function, device: str, repeats: int) -> float:
@@ -87,8 +85,8 @@ def solver_work(folder: Path, device: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--checkpoint", help="a gait10dof18musc checkpoint (default: trained for a few epochs)")
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
@@ -119,10 +117,7 @@ def main() -> None:
                                              "frames/s)" for d in devices)
                   + (f" | CUDA {row['cuda_speedup']}x" if cuda else " | no CUDA device"), flush=True)
     results["load_average_after"] = os.getloadavg()[0]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'gpu.json'}")
+    save_results(results, args.out, "gpu")
 
 
 if __name__ == "__main__":

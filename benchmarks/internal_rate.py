@@ -18,7 +18,6 @@ Usage: python benchmarks/internal_rate.py [--data ../shared/data] [--epochs 1000
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from dataclasses import replace
@@ -33,7 +32,8 @@ from opensim_pinn.storage import read_storage, write_storage
 from opensim_pinn.timebase import interpolate, resample_trial, to_frames
 from opensim_pinn.trainer import TrainConfig, Trainer
 from opensim_pinn.trial import TrialSettings, prepare_trial
-from training_speed import CASES, FILE_KEYS, prepare_case
+from common import FILE_KEYS, RESULTS, SHARED_DATA, save_results
+from training_speed import CASES, prepare_case
 
 RATES = (30.0, 50.0, 60.0, 100.0, 200.0)
 
@@ -65,8 +65,8 @@ def resampled_motion(motion: Path, rate: float, out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--epochs", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -104,10 +104,7 @@ def main() -> None:
               f"{scores[1000]:.4f} at 1000 Hz ({len(trial1000.time)} frames); training "
               f"{trainer.history[-1]['wall_s']:.1f} s", flush=True)
     results["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "internal_rate.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'internal_rate.json'}")
+    save_results(results, args.out, "internal_rate")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -28,18 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import FILE_KEYS, RESULTS, SHARED_DATA, case, save_results
 from opensim_pinn.streaming import StreamingPredictor
 from opensim_pinn.trainer import Trainer
 from opensim_pinn.timebase import resample_trial
 from opensim_pinn.trial import load_kinematics
 
 CASES = {
-    "gait10dof18musc": dict(model="subject01.osim", motion="subject01_walk_IK.mot",
-                            external_loads="subject01_walk_grf.xml",
-                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5, step_interval=1),
-    "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
-                     external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
-                     start=0.5, end=1.999, step_interval=10),  # the 1000 Hz file at 100 Hz
+    "gait10dof18musc": case("gait10dof18musc", start=0.0, end=2.5, step_interval=1),
+    "gait2392": case("gait2392", start=0.5, end=1.999, step_interval=10),  # the 1000 Hz file at 100 Hz
 }
 LOOKAHEADS_S = (0.0, 0.05, 0.1)
 BACKENDS = ("torch", "torchscript", "onnxruntime")
@@ -49,7 +45,7 @@ TRAIN_EPOCHS = 5  # a checkpoint for timing only
 def checkpoint_for(name: str, folder: Path, case: dict, work: Path) -> Path:
     from opensim_pinn.train import train_network
 
-    files = {k: str(folder / case[k]) for k in ("model", "motion", "external_loads", "reserves")}
+    files = {k: str(folder / case[k]) for k in FILE_KEYS}
     train_network(files["model"], [files["motion"]], [files["external_loads"]], reserves=files["reserves"],
                   start=case["start"], end=case["end"], lowpass=-1.0, step_interval=10, epochs=TRAIN_EPOCHS,
                   out=work / name, progress=False)
@@ -73,8 +69,8 @@ def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH")
     parser.add_argument("--repeats", type=int, default=5)
@@ -105,10 +101,7 @@ def main() -> None:
                                       "results": rows}
     results["load_average_at_end"] = list(os.getloadavg())
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'latency.json'}")
+    save_results(results, args.out, "latency")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark: the damped Newton direction of training (trainer.newton_direction), before and after
+"""Benchmark: the damped Newton direction of training (newton.newton_direction), before and after
 building its system in place and solving with two triangular solves (issue #10 item 1).
 
 The system ``S H S + damping diag H`` used to be built as four (frames, M, M)
@@ -20,10 +20,10 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 
+from common import RESULTS, save_results
 from opensim_pinn.newton import newton_direction
 
 SHAPES = {"gait10dof18musc": (18, 16, 18), "gait2392_1500_frames": (187, 16, 92)}
@@ -44,7 +44,7 @@ def before(gradient, slope, hessian, damping):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -70,9 +70,7 @@ def main() -> None:
             "bitwise_equal": torch.equal(before(gradient, slope, hessian, 1e-3),
                                          newton_direction(gradient, slope, hessian, 1e-3))}
         print(case, json.dumps(results["cases"][case]))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "newton_direction.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results(results, args.out, "newton_direction")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from common import save_results
 from opensim_pinn.child import run_in_child_timed
 from opensim_pinn.muscle import MusculoskeletalModel, path_errors
 from opensim_pinn.path_lstsq import fit_paths_lstsq
@@ -60,8 +61,7 @@ def main() -> None:
         model, motion, lowpass = CASES[case]
         print(case, flush=True)
         results[case] = run_case(Path(args.data) / case, model, motion, lowpass)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "path_fit_fallback.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results(results, args.out, "path_fit_fallback")
 
 
 if __name__ == "__main__":

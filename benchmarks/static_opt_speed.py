@@ -35,23 +35,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import FILE_KEYS, RESULTS, SHARED_DATA, case
 from opensim_pinn.metrics import r2
 from opensim_pinn.static_opt import static_optimization
 from opensim_pinn.storage import read_storage
 
 CASES = {
-    "gait10dof18musc": dict(model="subject01.osim", motion="subject01_walk_IK.mot",
-                            external_loads="subject01_walk_grf.xml",
-                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5, lowpass=6.0),
-    "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
-                     external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
-                     start=0.5, end=1.999, lowpass=-1.0, step_interval=10),
-    "gait2392_1000hz": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
-                            external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
-                            start=0.5, end=1.999, lowpass=-1.0, step_interval=1),
-    "arm26": dict(model="arm26.osim", motion="arm26_InverseKinematics.mot", start=0.0, end=1.0, lowpass=6.0),
+    "gait10dof18musc": case("gait10dof18musc", start=0.0, end=2.5, lowpass=6.0),
+    "gait2392": case("gait2392", start=0.5, end=1.999, lowpass=-1.0, step_interval=10),
+    "gait2392_1000hz": case("gait2392", start=0.5, end=1.999, lowpass=-1.0, step_interval=1),
+    "arm26": case("arm26", start=0.0, end=1.0, lowpass=6.0),
 }
-FILE_KEYS = ("model", "motion", "external_loads", "reserves")
 
 
 def run_case(folder: Path, case: dict, work: Path, repeats: int = 3) -> dict:
@@ -126,8 +120,8 @@ def breakdown(model: str, motion: str, arguments: dict, work: Path, repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="fast runs per case (median; default 3)")

@@ -14,7 +14,6 @@ Usage: python benchmarks/step_profile.py [--data ../shared/data] [--checkpoint g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import RESULTS, SHARED_DATA, save_results
 from latency import CASES, checkpoint_for  # benchmarks/latency.py
 from opensim_pinn.export import _onnx_bytes, _trace
 from opensim_pinn.streaming import FrameStep
@@ -69,8 +69,8 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH")
     parser.add_argument("--repeats", type=int, default=300)
@@ -112,10 +112,7 @@ def main() -> None:
                                       "results": rows}
     results["load_average_at_end"] = list(os.getloadavg())
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "step_profile.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'step_profile.json'}")
+    save_results(results, args.out, "step_profile")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import CASE_FILES, RESULTS, SHARED_DATA, save_results
 from opensim_pinn.metrics import r2, rmse
 from opensim_pinn.streaming import StreamingPredictor
 from opensim_pinn.trainer import Trainer
@@ -48,16 +49,14 @@ def scores(reference, forces):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     from opensim_pinn.static_opt import fast_static_optimization
 
     folder = Path(args.data) / "gait10dof18musc"
-    files = dict(model=str(folder / "subject01.osim"), motion=str(folder / "subject01_walk_IK.mot"),
-                 external_loads=str(folder / "subject01_walk_grf.xml"),
-                 reserves=str(folder / "gait10dof18musc_Strong_actuators.xml"))
+    files = {k: str(folder / v) for k, v in CASE_FILES["gait10dof18musc"].items()}
     trainer = Trainer.load(args.checkpoint)
     rate = trainer.config.rate  # streams arrive at the network's rate: everything compared at its ticks
     offline_kinematics = resample_trial(load_kinematics(trainer.info, files["motion"], files["external_loads"],
@@ -86,10 +85,7 @@ def main() -> None:
                    "vs_fast_so": scores(so_forces, forces)}
             results["streams"].append(row)
             print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "streaming_agreement.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / 'streaming_agreement.json'}")
+    save_results(results, args.out, "streaming_agreement")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Usage: python benchmarks/training_speed.py [--data ../shared/data] [--cases gait
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import FILE_KEYS, RESULTS, SHARED_DATA, case, save_results
 from opensim_pinn.metrics import r2
 from opensim_pinn.muscle import MusculoskeletalModel
 from opensim_pinn.paths import load_or_fit_paths
@@ -52,14 +52,9 @@ from opensim_pinn.trainer import TrainConfig, Trainer
 from opensim_pinn.trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
 
 CASES = {
-    "gait10dof18musc": dict(model="subject01.osim", motion="subject01_walk_IK.mot",
-                            external_loads="subject01_walk_grf.xml",
-                            reserves="gait10dof18musc_Strong_actuators.xml", start=0.0, end=2.5, lowpass=6.0),
-    "gait2392": dict(model="subject01_simbody_adjusted_StaticOp.osim", motion="subject01_walk1_Kinematics.sto",
-                     external_loads="foot_floor_loads.xml", reserves="gait2392_SO_weak_Residual_Actuators.xml",
-                     start=0.5, end=1.999, lowpass=-1.0, step_interval=1, paths_step_interval=10),
+    "gait10dof18musc": case("gait10dof18musc", start=0.0, end=2.5, lowpass=6.0),
+    "gait2392": case("gait2392", start=0.5, end=1.999, lowpass=-1.0, step_interval=1, paths_step_interval=10),
 }
-FILE_KEYS = ("model", "motion", "external_loads", "reserves")
 TARGET_R2 = 0.99
 
 
@@ -146,8 +141,8 @@ def parse_rate(text: str) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--rates", nargs="*", type=parse_rate, default=[100.0],
                         help="internal rates (Hz) to train at; 'none': frame-based (the trial's own frames)")
@@ -195,11 +190,8 @@ def main() -> None:
                   flush=True)
         results["cases"][name] = entry
     results["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"saved {out / f'{args.name}.json'} (load average {results['load_average_at_start']} at the start, "
-          f"{results['load_average_at_end']} at the end)")
+    save_results(results, args.out, args.name)
+    print(f"load average {results['load_average_at_start']} at the start, {results['load_average_at_end']} at the end")
 
 
 def prepare_manifest(manifest: str, args):

@@ -569,8 +569,8 @@ class Trainer:
         """The physics loss terms of the network's predictions on held-out trials, means over their frames."""
         self.network.eval()
         sums, n_frames = dict.fromkeys(VALIDATION_COLUMNS, 0.0), 0
-        for features, time, target in held_out:
-            terms = loss(self.activations(features, time), target)
+        for features, times, target in held_out:
+            terms = loss(self.activations(features, times), target)
             for column in VALIDATION_COLUMNS:
                 sums[column] += features.shape[0] * float(terms[column.removeprefix("validation_")])
             n_frames += features.shape[0]
