@@ -42,14 +42,35 @@ BACKENDS = ("torch", "torchscript", "onnxruntime")
 TRAIN_EPOCHS = 5  # a checkpoint for timing only
 
 
-def checkpoint_for(name: str, folder: Path, case: dict, work: Path) -> Path:
+def checkpoint_for(name: str, folder: Path, spec: dict, work: Path) -> Path:
     from opensim_pinn.train import train_network
 
-    files = {k: str(folder / case[k]) for k in FILE_KEYS}
+    files = {k: str(folder / spec[k]) for k in FILE_KEYS}
     train_network(files["model"], [files["motion"]], [files["external_loads"]], reserves=files["reserves"],
-                  start=case["start"], end=case["end"], lowpass=-1.0, step_interval=10, epochs=TRAIN_EPOCHS,
+                  start=spec["start"], end=spec["end"], lowpass=-1.0, step_interval=10, epochs=TRAIN_EPOCHS,
                   out=work / name, progress=False)
     return work / name / "checkpoint.pt"
+
+
+def timing_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """Options of the timing benchmarks (this one and step_profile.py): data, out, cases, checkpoints, repeats."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=str(SHARED_DATA))
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH",
+                        help="checkpoints to time (default: a 5-epoch one trained per case)")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser
+
+
+def case_trainers(args, work: Path):
+    """(name, folder, case, Trainer) of each of ``args.cases``: the given checkpoint, or one trained in ``work``."""
+    given = dict(item.split("=", 1) for item in args.checkpoint)
+    for name in args.cases:
+        folder, spec = Path(args.data) / name, CASES[name]
+        checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, spec, work)
+        yield name, folder, spec, Trainer.load(checkpoint)
 
 
 def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
@@ -68,25 +89,15 @@ def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(SHARED_DATA))
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
-    parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    given = dict(item.split("=", 1) for item in args.checkpoint)
+    args = timing_parser(__doc__.splitlines()[0], repeats=5).parse_args()
     torch.set_num_threads(1)
     results = {"threads": 1, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
     with tempfile.TemporaryDirectory() as work:
-        for name in args.cases:
-            folder, case = Path(args.data) / name, CASES[name]
-            checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, case, Path(work))
-            trainer = Trainer.load(checkpoint)
-            raw = load_kinematics(trainer.info, folder / case["motion"], folder / case["external_loads"],
-                                  start=case["start"], end=case["end"], lowpass=None,
-                                  step_interval=case["step_interval"])
+        for name, folder, spec, trainer in case_trainers(args, Path(work)):
+            raw = load_kinematics(trainer.info, folder / spec["motion"], folder / spec["external_loads"],
+                                  start=spec["start"], end=spec["end"], lowpass=None,
+                                  step_interval=spec["step_interval"])
             raw = resample_trial(raw, trainer.config.rate)  # streams arrive at the network's rate
             rows = []
             for backend in BACKENDS:

@@ -13,7 +13,6 @@ Usage: python benchmarks/step_profile.py [--data ../shared/data] [--checkpoint g
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -22,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import RESULTS, SHARED_DATA, save_results
-from latency import CASES, checkpoint_for  # benchmarks/latency.py
+from common import save_results
+from latency import case_trainers, timing_parser  # benchmarks/latency.py
 from opensim_pinn.export import _onnx_bytes, _trace
 from opensim_pinn.streaming import FrameStep
-from opensim_pinn.trainer import Trainer
 
 LOOKAHEADS_S = (0.0, 0.1)
 
@@ -68,22 +66,12 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(SHARED_DATA))
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
-    parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH")
-    parser.add_argument("--repeats", type=int, default=300)
-    args = parser.parse_args()
-    given = dict(item.split("=", 1) for item in args.checkpoint)
+    args = timing_parser(__doc__.splitlines()[0], repeats=300).parse_args()
     torch.set_num_threads(1)
     results = {"threads": 1, "repeats": args.repeats, "load_average_at_start": list(os.getloadavg()), "cases": {}}
     generator = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as work:
-        for name in args.cases:
-            folder, case = Path(args.data) / name, CASES[name]
-            checkpoint = Path(given[name]) if name in given else checkpoint_for(name, folder, case, Path(work))
-            trainer = Trainer.load(checkpoint)
+        for name, _, _, trainer in case_trainers(args, Path(work)):
             rate = trainer.config.rate or (100.0 if name == "gait2392" else 60.0)  # the frames the step sees
             rows = []
             for lookahead in LOOKAHEADS_S:
