@@ -3,13 +3,15 @@
 For each shared case, a checkpoint (given, or trained for a few epochs: latency does
 not depend on the weights) streams the trial's raw coordinates frame by frame through
 :class:`opensim_pinn.streaming.StreamingPredictor` with each backend of the frame step
-(PyTorch, TorchScript, ONNX Runtime) and each lookahead. The time of one
-``push`` that finishes a frame is measured: kinematics estimation, bookkeeping,
+(PyTorch, TorchScript, ONNX Runtime) and each lookahead, as one long stream (the
+trial played forwards, then backwards, then forwards..., so that the motion stays
+continuous). The time of one ``push`` that finishes a frame is measured: kinematics estimation, bookkeeping,
 encoder, one forward GRU step per window, the backward GRU over the lookahead,
 head, activation bounds and muscle forces. ``torch.set_num_threads(1)`` and ONNX
-Runtime with one intra-op thread; the trial is streamed ``--repeats`` times after one
-warm-up pass; minimum, median and 99th percentile over all timed pushes (the minimum is
-the least disturbed by other work on a shared machine; the load average is saved).
+Runtime with one intra-op thread; ``--repeats`` passes are timed after one warm-up pass
+(the stream's first frames: reported apart, median and maximum); minimum, median and
+99th percentile over all timed pushes (the minimum is the least disturbed by other work
+on a shared machine; the load average is saved).
 
 Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
        [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
@@ -74,18 +76,28 @@ def case_trainers(args, work: Path):
 
 
 def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
-    times = []
-    for repeat in range(repeats + 1):  # the first pass warms up
-        stream = StreamingPredictor(trainer, lookahead=lookahead, backend=backend)
-        for i, t in enumerate(raw.time):
-            stream.push(float(t), raw.q[i], raw.grf[i])
-        stream.finish()
-        if repeat:
-            times += stream._compute
-    times = np.array(times) * 1e3
+    """Latency of one long stream: the trial played forwards, backwards, forwards... (a continuous motion,
+    times increasing), ``repeats + 1`` passes; the first pass warms up and is reported apart."""
+    stream = StreamingPredictor(trainer, lookahead=lookahead, backend=backend)
+    n, step = len(raw.time), float(np.diff(raw.time).mean())
+    for k, i in enumerate(ping_pong(n, repeats + 1)):
+        stream.push(float(raw.time[0] + k * step), raw.q[i], raw.grf[i])
+    stream.finish()
+    warm_up = np.array(stream._compute[:n - stream.lookahead_frames]) * 1e3
+    times = np.array(stream._compute[n - stream.lookahead_frames:]) * 1e3
     return {"lookahead_s": lookahead, "lookahead_frames": stream.lookahead_frames, "pushes": len(times),
             "min_ms": round(float(times.min()), 4), "median_ms": round(float(np.median(times)), 4),
-            "p99_ms": round(float(np.percentile(times, 99)), 4), "max_ms": round(float(times.max()), 4)}
+            "p99_ms": round(float(np.percentile(times, 99)), 4), "max_ms": round(float(times.max()), 4),
+            "warm_up_median_ms": round(float(np.median(warm_up)), 4), "warm_up_max_ms": round(float(warm_up.max()), 4)}
+
+
+def ping_pong(n: int, passes: int) -> list[int]:
+    """Frame indices of ``passes`` passes over ``n`` frames, every other one backwards (no jump between them)."""
+    forwards = list(range(n))
+    order = forwards[:]
+    for p in range(1, passes):
+        order += (forwards[::-1] if p % 2 else forwards)[1:]
+    return order
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ stored as float32 buffers:
   key and value come from one more; the LayerNorm's affine part is folded into the
   feature integration.
 - :class:`FusedMuscleForces`: muscle forces: all path polynomials of all
-  muscles as one evaluation of their distinct monomials (all powers of all
-  coordinates by one power, one gather, one product) and two matrix-vector products (lengths and
-  lengthening speeds), then the rigid-tendon force curves of all muscles at once with
+  muscles as one evaluation of their distinct monomials and of their time derivatives
+  (all powers of all coordinates by one power, one gather, one product: the product
+  rule) and one matrix product for lengths and lengthening speeds together, then the rigid-tendon force curves of all muscles at once with
   their constants precomputed.
 
 Both give the numbers of the modules they are built from, up to float32 rounding
@@ -164,14 +164,15 @@ class FusedMuscleForces(nn.Module):
         m = copy.deepcopy(muscles).to(torch.float64)
         self.n_coordinates, self.max_order = len(m.coordinates), max(1, m.max_order)
         width = self.max_order + 1
-        self.register_buffer("power_index", (m.monomial_slots * width + m.monomial_exponents).flatten())
-        self.monomial_shape = tuple(m.monomial_slots.shape)
         self.register_buffer("exponents", torch.arange(width, dtype=torch.float32))
-        self.register_buffer("pair_monomial", m.pair_monomial.clone())
-        self.register_buffer("pair_coordinate", m.pair_coordinate.clone())
+        # d/dq of q**e (column e) from the powers: powers @ power_slope = e q**(e - 1)
+        self.register_buffer("power_slope", torch.diag(torch.arange(1, width, dtype=torch.float32), 1))
+        n_monomials, self.n_slots = m.monomial_slots.shape  # each monomial: S slots, a coordinate's power each
+        # slot-major: slot s of every monomial, then slot s + 1 (one gather, then one split into slots)
+        self.register_buffer("monomial_index", (m.monomial_slots * width + m.monomial_exponents).T.flatten())
+        self.n_monomials = n_monomials
         # transposed: ONNX Runtime's matrix-vector product is ten times slower than its vector-matrix one
         self.register_buffer("length_matrix", _f32(m.length_matrix.T))  # (U, n_muscles)
-        self.register_buffer("derivative_matrix", _f32(m.derivative_matrix.T))  # (P, n_muscles)
         self.classes = frozenset(m.classes_present)
         is_degroote = m.muscle_class == _DEGROOTE
         floor = torch.where(is_degroote, torch.zeros_like(m.minimum_fiber_length), m.minimum_fiber_length)
@@ -207,12 +208,19 @@ class FusedMuscleForces(nn.Module):
 
     def lengths_and_speeds(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Muscle-tendon lengths (m) and lengthening speeds (m/s), each (..., n_muscles), from q, qd
-        (..., n_coordinates)."""
+        (..., n_coordinates): every monomial's value and time derivative (product rule) in one gather and one
+        product, then both through the length polynomials' coefficients in one matrix product."""
         powers = torch.pow(q.unsqueeze(-1), self.exponents)  # (..., C, P+1)
-        factors = powers.flatten(-2).index_select(-1, self.power_index).unflatten(-1, self.monomial_shape)
-        monomials = factors.prod(-1)  # (..., U)
-        rates = monomials.index_select(-1, self.pair_monomial) * qd.index_select(-1, self.pair_coordinate)
-        return monomials @ self.length_matrix, rates @ self.derivative_matrix
+        rates = (powers @ self.power_slope) * qd.unsqueeze(-1)  # d(q**e)/dt
+        table = torch.stack([powers, rates], -1).flatten(-3, -2)  # (..., C (P+1), 2)
+        factors = table.index_select(-2, self.monomial_index).transpose(-1, -2)  # (..., 2, S U): powers, rates
+        slots = factors.reshape(*factors.shape[:-1], self.n_slots, self.n_monomials).flatten(-3, -2).split(1, -2)
+        value, rate = slots[0], slots[self.n_slots]  # each monomial's value and time derivative, (..., 1, U):
+        for k in range(1, self.n_slots):  # the product over its slots, with the product rule
+            power, power_rate = slots[k], slots[self.n_slots + k]
+            value, rate = value * power, torch.addcmul(rate * power, value, power_rate)
+        lengths, speeds = (torch.cat([value, rate], -2) @ self.length_matrix).split(1, -2)  # (..., 1, n_muscles)
+        return lengths.squeeze(-2), speeds.squeeze(-2)
 
     def active_force(self, lengths: torch.Tensor, speeds: torch.Tensor) -> torch.Tensor:
         """Rigid-tendon force at full activation (N), as :meth:`MusculoskeletalModel.active_force`."""
@@ -225,7 +233,7 @@ class FusedMuscleForces(nn.Module):
         if _DEGROOTE in self.classes:
             velocity_cosine = torch.where(self.muscle_class == _DEGROOTE, tendon_free / fiber, cosine)
         velocity = speeds * velocity_cosine * self.inverse_max_speed
-        multiplier = 0.0 * lengths  # (zeros_like: fixed shapes in ONNX)
+        multiplier = None
         if _THELEN in self.classes:
             stretch = length - 1.0
             force_length = torch.exp(stretch * stretch * self.negative_inverse_shape)
@@ -235,16 +243,18 @@ class FusedMuscleForces(nn.Module):
             linear = torch.addcmul(self.linear_intercept, self.linear_slope, velocity)
             force_velocity = torch.where(velocity <= 0, concentric,
                                          torch.where(velocity < self.knee_velocity, eccentric, linear))
-            force_velocity = torch.where(velocity <= -1.0, 0.0, force_velocity).clamp_min(0.0)
+            force_velocity = force_velocity.clamp_min(0.0)  # also zero for v <= -1: (1 + v) <= 0 there
             multiplier = force_length * force_velocity * cosine
         if _MILLARD in self.classes:
             millard_cosine = curves.pennation_cosine(length, self.height, self.max_pennation)
             millard = self.millard_length(length) * self.millard_velocity(velocity) * millard_cosine
-            multiplier = torch.where(self.muscle_class == _MILLARD, millard, multiplier)
+            multiplier = millard if multiplier is None else torch.where(self.muscle_class == _MILLARD, millard,
+                                                                         multiplier)
         if _DEGROOTE in self.classes:
             degroote = (curves.degroote_force_length(length, self.width_scale)
                         * curves.degroote_force_velocity(velocity))
-            multiplier = torch.where(self.muscle_class == _DEGROOTE, degroote, multiplier)
+            multiplier = degroote if multiplier is None else torch.where(self.muscle_class == _DEGROOTE, degroote,
+                                                                          multiplier)
         too_short = (tendon_free < self.short_tendon) | (fiber <= self.short_fiber)
         return torch.where(too_short, 0.0, multiplier * self.max_isometric_force)
 
