@@ -270,6 +270,8 @@ class StreamingPredictor:
         self.lookahead_frames: int | None = 0 if self.lookahead == 0 else None
         self._step = None
         self._step_s = 1.0  # the stream's first time step (s), once two frames have arrived
+        self._past = self._past_frames()  # past samples in the kinematics fits, once the time step is known
+        self._headed = self.trainer.network.actuator_head is not None
         # Buffered frames (rows 0 to _count - 1; grown by doubling, trimmed by _trim): time (s), raw q, and
         # the network input q, qd, qdd, grf (float32, final once emitted).
         self._count = 0
@@ -310,6 +312,7 @@ class StreamingPredictor:
         q, grf, qd, qdd = self._check_frame(time, q, grf, qd, qdd)
         if self._count == 1 and self._base == 0:  # the second frame: the stream's time step
             self._step_s = time - self._time[0]
+            self._past = self._past_frames()
             check_stream_rate(self.trainer, self._step_s)
             if self.lookahead_frames is None:
                 self.lookahead_frames = int(round(self.lookahead / self._step_s))
@@ -427,7 +430,7 @@ class StreamingPredictor:
         With uniform time steps (within 1e-6 of a step) the local polynomials are a fixed linear
         filter of the samples, computed once per frame pattern and then applied as one product.
         """
-        past = self._past_frames()
+        past = self._past
         ahead = min(self.lookahead_frames or 0, past)  # a longer span than 2 x PAST_SPAN_S is too long for a cubic
         first = max(0, int(frames[0]) - self._base - past)  # only the samples the fits use
         time, raw = self._time[first:self._count], self._raw[first:self._count]
@@ -477,7 +480,7 @@ class StreamingPredictor:
         activations, forces, controls, actuator_forces, states = step(features, hidden, lengths, weights)
         self._hidden = {start: states[i] for i, start in enumerate(starts)
                         if weights[i] > 0 and t + 1 < start + window}
-        headed = self.trainer.network.actuator_head is not None
+        headed = self._headed
         return StreamedFrame(time=float(self._time[t - self._base]), activations=activations.astype(float),
                              forces=forces.astype(float),
                              actuator_controls=controls.astype(float) if headed else None,
@@ -499,7 +502,7 @@ class StreamingPredictor:
 
     def _trim(self) -> None:
         """Forget frames no longer needed (kept: the final windows' span and the kinematics fits' past)."""
-        keep = 2 * self.window + (self.lookahead_frames or 0) + self._past_frames() + 8
+        keep = 2 * self.window + (self.lookahead_frames or 0) + self._past + 8
         drop = self._count - keep
         if drop > 4 * keep:  # trim in chunks: fewer copies
             for buffer in (self._time, self._raw, self._features):
