@@ -5,13 +5,14 @@ not depend on the weights) streams the trial's raw coordinates frame by frame th
 :class:`opensim_pinn.streaming.StreamingPredictor` with each backend of the frame step
 (PyTorch, TorchScript, ONNX Runtime) and each lookahead, as one long stream (the
 trial played forwards, then backwards, then forwards..., so that the motion stays
-continuous). The time of one ``push`` that finishes a frame is measured: kinematics estimation, bookkeeping,
-encoder, one forward GRU step per window, the backward GRU over the lookahead,
-head, activation bounds and muscle forces. ``torch.set_num_threads(1)`` and ONNX
-Runtime with one intra-op thread; ``--repeats`` passes are timed after one warm-up pass
-(the stream's first frames: reported apart, median and maximum); minimum, median and
-99th percentile over all timed pushes (the minimum is the least disturbed by other work
-on a shared machine; the load average is saved).
+continuous). The time of one ``push`` that finishes a frame is measured: kinematics
+estimation, bookkeeping, encoder, one forward GRU step per window, the backward GRU
+over the lookahead, head, activation bounds and muscle forces.
+``torch.set_num_threads(1)``, ONNX Runtime with one intra-op thread, the process
+pinned to one core (``--cpu``, default the last); ``--repeats`` passes are timed after
+one warm-up pass (the stream's first frames: reported apart, median and maximum);
+minimum, median and 99th percentile over all timed pushes (the minimum is the least
+disturbed by other work on a shared machine; the load average is saved).
 
 Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
        [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
@@ -63,7 +64,16 @@ def timing_parser(description: str, repeats: int) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", nargs="*", default=[], metavar="CASE=PATH",
                         help="checkpoints to time (default: a 5-epoch one trained per case)")
     parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--cpu", type=int, default=os.cpu_count() - 1,
+                        help="the core to pin this process to (default: the last one; -1: not pinned)")
     return parser
+
+
+def pin_to_cpu(cpu: int) -> list[int]:
+    """Run this process on core ``cpu`` only (-1: leave it as it is); the cores it may run on."""
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
+    return sorted(os.sched_getaffinity(0))
 
 
 def case_trainers(args, work: Path):
@@ -103,7 +113,8 @@ def ping_pong(n: int, passes: int) -> list[int]:
 def main() -> None:
     args = timing_parser(__doc__.splitlines()[0], repeats=5).parse_args()
     torch.set_num_threads(1)
-    results = {"threads": 1, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    cores = pin_to_cpu(args.cpu)
+    results = {"threads": 1, "cores": cores, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
     with tempfile.TemporaryDirectory() as work:
         for name, folder, spec, trainer in case_trainers(args, Path(work)):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from common import save_results
-from latency import case_trainers, timing_parser  # benchmarks/latency.py
+from latency import case_trainers, pin_to_cpu, timing_parser  # benchmarks/latency.py
 from opensim_pinn.export import _onnx_bytes, _trace
 from opensim_pinn.streaming import FrameStep
 
@@ -68,7 +68,7 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
 def main() -> None:
     args = timing_parser(__doc__.splitlines()[0], repeats=300).parse_args()
     torch.set_num_threads(1)
-    results = {"threads": 1, "repeats": args.repeats, "load_average_at_start": list(os.getloadavg()), "cases": {}}
+    results = {"threads": 1, "cores": pin_to_cpu(args.cpu), "repeats": args.repeats, "load_average_at_start": list(os.getloadavg()), "cases": {}}
     generator = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as work:
         for name, _, _, trainer in case_trainers(args, Path(work)):
