@@ -10,11 +10,11 @@ stored as float32 buffers:
   projection, the attention's input projection and its scale fused); the GRF token's
   key and value come from one more; the LayerNorm's affine part is folded into the
   feature integration.
-- :class:`FusedMuscleForces`: muscle forces: all path polynomials of all
-  muscles as one evaluation of their distinct monomials and of their time derivatives
-  (all powers of all coordinates by one power, one gather, one product: the product
-  rule) and one matrix product for lengths and lengthening speeds together, then the rigid-tendon force curves of all muscles at once with
-  their constants precomputed.
+- :class:`FusedMuscleForces`: muscle forces: the distinct monomials of all muscles'
+  path polynomials and their time derivatives (all powers of all coordinates and their
+  rates, one gather, the product over each monomial's slots with the product rule), one
+  matrix product for lengths and lengthening speeds together, then the rigid-tendon
+  force curves of all muscles at once with their constants precomputed.
 
 Both give the numbers of the modules they are built from, up to float32 rounding
 (tests/test_fused.py). They trace to TorchScript and export to ONNX.
@@ -167,10 +167,9 @@ class FusedMuscleForces(nn.Module):
         self.register_buffer("exponents", torch.arange(width, dtype=torch.float32))
         # d/dq of q**e (column e) from the powers: powers @ power_slope = e q**(e - 1)
         self.register_buffer("power_slope", torch.diag(torch.arange(1, width, dtype=torch.float32), 1))
-        n_monomials, self.n_slots = m.monomial_slots.shape  # each monomial: S slots, a coordinate's power each
+        self.n_monomials, self.n_slots = m.monomial_slots.shape  # U monomials, S slots: a coordinate's power each
         # slot-major: slot s of every monomial, then slot s + 1 (one gather, then one split into slots)
         self.register_buffer("monomial_index", (m.monomial_slots * width + m.monomial_exponents).T.flatten())
-        self.n_monomials = n_monomials
         # transposed: ONNX Runtime's matrix-vector product is ten times slower than its vector-matrix one
         self.register_buffer("length_matrix", _f32(m.length_matrix.T))  # (U, n_muscles)
         self.classes = frozenset(m.classes_present)
