@@ -15,6 +15,7 @@ few iterations to the exact optimum.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -172,7 +173,22 @@ def solve_frames(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor
                                     initial_damping=WARM_DAMPING)
 
 
-def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") -> StaticOptimizationResult:
+def muscle_matrices(kinematics, muscle_model, *, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``muscle_model.muscle_matrix`` (float64, on ``device``) at every frame of ``kinematics`` (a Kinematics
+    or Trial): generalised force per unit activation, shape (n_frames, n_coordinates, n_muscles), and the
+    force at full activation (N), shape (n_frames, n_muscles)."""
+    from .trainer import check_device
+
+    check_device(device)
+    muscle_model = muscle_model.to(device=device, dtype=torch.float64)
+    q = torch.as_tensor(kinematics.q, dtype=torch.float64, device=device)
+    qd = torch.as_tensor(kinematics.qd, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        return muscle_model.muscle_matrix(q, qd)
+
+
+def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu",
+                             muscles: tuple[torch.Tensor, torch.Tensor] | None = None) -> StaticOptimizationResult:
     """Solve Static Optimization on every frame of ``trial`` with the torch muscle model.
 
     Parameters
@@ -181,24 +197,24 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
         From :func:`opensim_pinn.trial.prepare_trial`.
     info : ModelInfo
     muscle_model : MusculoskeletalModel
+    muscles : tuple of tensors, optional
+        :func:`muscle_matrices` of the trial's kinematics, if already computed.
     """
     from .trainer import check_device
 
     check_device(device)
     _check_actuated(trial, info)
     dtype = torch.float64
-    muscle_model = muscle_model.to(device=device, dtype=dtype)
-    q = torch.as_tensor(trial.q, dtype=dtype, device=device)
-    qd = torch.as_tensor(trial.qd, dtype=dtype, device=device)
+    muscle_matrix, active_force = muscle_matrices(trial, muscle_model, device=device) if muscles is None \
+        else muscles
     with torch.no_grad():
-        muscle_matrix, active_force = muscle_model.muscle_matrix(q, qd)
         actuator_matrix = torch.as_tensor(trial.actuator_map, dtype=dtype, device=device).transpose(1, 2)
         matrix = torch.cat([muscle_matrix, actuator_matrix], dim=2)
         lower, upper = bounds(info, dtype=dtype, device=device)
         target = torch.as_tensor(trial.tau, dtype=dtype, device=device)
         x, converged = solve_frames(matrix, target, lower, upper)
         optimal = torch.cat([active_force, torch.as_tensor(
-            [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(len(q), -1)], dim=1)
+            [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(trial.n_frames, -1)], dim=1)
         forces = x * optimal
     if not bool(converged.all()):
         log.warning("static optimization: %d of %d frames did not meet the equations (muscles and "
@@ -356,6 +372,33 @@ def activation_table(result: StaticOptimizationResult, name: str) -> StorageTabl
 SOLVERS = ("fast", "opensim")
 
 
+def _fast_solve(child, settings, info, kinematics, device: str) -> StaticOptimizationResult:
+    """The fast solver on a read trial; OpenSim's inverse dynamics in ``child`` while this process makes
+    the muscle module and its matrices. ``wall_s``: the longer of the two, then the solve."""
+    from .muscle import MusculoskeletalModel
+    from .paths import load_or_fit_paths
+    from .trial import start_inverse_dynamics
+
+    waiting = start_inverse_dynamics(child, settings, info, kinematics)
+    polynomials = load_or_fit_paths(info.path, kinematics.coordinates, kinematics.time, kinematics.q,
+                                    [m.name for m in info.muscles])
+    muscle_model = MusculoskeletalModel(info, polynomials)  # per-model preparation: not timed
+    began = time.perf_counter()
+    muscles = muscle_matrices(kinematics, muscle_model, device=device)
+    meanwhile = time.perf_counter() - began
+    trial = waiting()
+    began = time.perf_counter()
+    result = fast_static_optimization(trial, info, muscle_model, device=device, muscles=muscles)
+    result.wall_s = max(meanwhile, trial.preparation_s) + time.perf_counter() - began
+    result.timing_note = ("reading and filtering the motion and loads; then, at the same time, OpenSim "
+                          "inverse dynamics and actuator maps (child process, started before the reading; "
+                          "its interpreter start-up and the transfers excluded) and the muscle paths and "
+                          "forces (this process): the longer of the two; then the batched solve; cached "
+                          "model description and path polynomials reused, the muscle module's construction "
+                          "from them excluded")
+    return result
+
+
 def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
                         reserves: str | None = None, start: float | None = None, end: float | None = None,
                         lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
@@ -367,7 +410,8 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     ``timing.json`` holds ``wall_s``: from reading the trial's files to the
     results in memory (file writing excluded), without interpreter start-ups
     (ours and OpenSim child processes') and without the per-model preparation
-    that is cached and reused (model description, path polynomials).
+    that is cached and reused (model description, path polynomials); its
+    ``includes`` says what was timed (the fast solver: see :func:`_fast_solve`).
     ``name``: the files' ``<trial>`` (default: the motion's name; OpenSim uses its tool's name).
     ``device``: where the fast solver's muscle module and solve run ("cpu" or "cuda").
 
@@ -376,47 +420,37 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     dict
         ``files`` written, ``timing`` (the timing.json content), ``converged`` frames.
     """
+    from .child import Child, run_in_child
     from .outputs import OutputFolder
-    from .paths import load_or_fit_paths
-    from .muscle import MusculoskeletalModel
-    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+    from .trial import TrialSettings, load_kinematics, load_model_info
 
     if solver not in SOLVERS:
         raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     info = load_model_info(model, reserves)
-    # Checks every input (files, coordinates, time window) before any long work.
-    reading = time.perf_counter()
-    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+    # The fast solver's child process starts (interpreter, OpenSim) while the trial is read and checked.
+    with Child("inverse dynamics") if solver == "fast" else contextlib.nullcontext() as child:
+        # Checks every input (files, coordinates, time window) before any long work.
+        reading = time.perf_counter()
+        kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+                                     step_interval=step_interval)
+        read_s = time.perf_counter() - reading
+        name = name or kinematics.name
+        names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
+                 "timing.json"]
+        output = OutputFolder(out, names, force=force)
+        output.check()
+        start = kinematics.time[0] if start is None else start
+        end = kinematics.time[-1] if end is None else end
+        settings = TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads,
+                                 reserves=reserves, start=start, end=end, lowpass=lowpass,
                                  step_interval=step_interval)
-    read_s = time.perf_counter() - reading
-    name = name or kinematics.name
-    names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
-             "timing.json"]
-    output = OutputFolder(out, names, force=force)
-    output.check()
-    start = kinematics.time[0] if start is None else start
-    end = kinematics.time[-1] if end is None else end
-    settings = TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads,
-                             reserves=reserves, start=start, end=end, lowpass=lowpass,
-                             step_interval=step_interval)
-    if solver == "fast":
-        trial, info = prepare_trial(settings, cache=False, info=info, kinematics=kinematics)
-        polynomials = load_or_fit_paths(info.path, trial.coordinates, trial.time, trial.q,
-                                        [m.name for m in info.muscles])
-        muscle_model = MusculoskeletalModel(info, polynomials)
-        began = time.perf_counter()
-        result = fast_static_optimization(trial, info, muscle_model, device=device)
-        result.wall_s = read_s + trial.preparation_s + time.perf_counter() - began
-        result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
-                              "actuator maps (child process, its interpreter start-up excluded), muscle "
-                              "paths and forces, and the batched solve; cached model description and "
-                              "path polynomials reused")
-    else:
-        from .child import run_in_child
-
-        check_covered(info, settings, kinematics)
-        result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
-                              str(motion), external_loads, reserves, start, end, lowpass, step_interval)
+        if solver == "fast":
+            result = _fast_solve(child, settings, info, kinematics, device)
+            result.wall_s += read_s
+        else:
+            check_covered(info, settings, kinematics)
+            result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
+                                  str(motion), external_loads, reserves, start, end, lowpass, step_interval)
     timing = {"solver": solver, "wall_s": round(result.wall_s, 4), "n_frames": len(result.time),
               "n_muscles": len(info.muscles), "includes": result.timing_note}
     with output as staging:
