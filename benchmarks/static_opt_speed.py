@@ -10,8 +10,8 @@ For every case it also reports where the fast solver's time goes, each step time
 apart after the runs (median of the repeats): child process start (a no-op child:
 interpreter, imports, OpenSim), model loading (OpenSim, in this process), OpenSim
 inverse dynamics and actuator maps (the child's work, model loading included),
-reading and filtering, path polynomials (cache read and the torch muscle module),
-muscle matrix and solve, file writing; and ``end_to_end_s``: the whole
+reading and filtering, path polynomials (cache read), the torch muscle module,
+muscle matrices, solve, file writing; and ``end_to_end_s``: the whole
 ``static_optimization`` call, child start and writing included.
 
 ``gait2392_1000hz`` is the whole 1,500-frame gait2392 trial at its own 1000 Hz
@@ -90,7 +90,7 @@ def breakdown(model: str, motion: str, arguments: dict, work: Path, repeats: int
     from opensim_pinn.muscle import MusculoskeletalModel
     from opensim_pinn.osim import generalized_forces, load_model
     from opensim_pinn.paths import load_or_fit_paths
-    from opensim_pinn.static_opt import activation_table, fast_static_optimization, force_table
+    from opensim_pinn.static_opt import activation_table, fast_static_optimization, force_table, muscle_matrices
     from opensim_pinn.storage import write_storage
     from opensim_pinn.trial import TrialSettings, _dynamics_arguments, _with_dynamics, load_kinematics, \
         load_model_info
@@ -120,12 +120,16 @@ def breakdown(model: str, motion: str, arguments: dict, work: Path, repeats: int
         polynomials = timed("path_polynomials", load_or_fit_paths, info.path, trial.coordinates, trial.time,
                             trial.q, [m.name for m in info.muscles])
         muscles = timed("muscle_module", MusculoskeletalModel, info, polynomials)
-        result = timed("muscle_matrix_and_solve", fast_static_optimization, trial, info, muscles)
+        matrices = timed("muscle_matrices", muscle_matrices, trial, muscles)
+        result = timed("solve", fast_static_optimization, trial, info, muscles, muscles=matrices)
         timed("writing", lambda: (write_storage(work / "force.sto", force_table(result, "t")),
                                   write_storage(work / "activation.sto", activation_table(result, "t"))))
     notes = {"inverse_dynamics_in_child": "OpenSim model loading, initSystem, inverse dynamics and actuator maps, "
              "inside the child (its start excluded)", "child_start": "a no-op child: interpreter, imports, OpenSim",
-             "model_loading": "opensim.Model + reserves + initSystem, in this process (part of the child's work)"}
+             "model_loading": "opensim.Model + reserves + initSystem, in this process (part of the child's work)",
+             "overlap": "in a run the child starts before reading_and_filtering, and inverse_dynamics_in_child "
+             "runs while this process does path_polynomials, muscle_module and muscle_matrices; wall_s = "
+             "reading_and_filtering + the longer of inverse_dynamics_in_child and muscle_matrices + solve"}
     return {**{k: round(statistics.median(v), 4) for k, v in steps.items()}, "notes": notes}
 
 

@@ -97,7 +97,7 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
     """
     n_frames, n_equations, _ = matrix.shape
     transpose = matrix.transpose(1, 2)
-    scale = matrix.abs().amax(dim=(1, 2)).clamp_min(1e-12) ** 2  # (n_frames,)
+    scale = torch.maximum(matrix.amax(dim=(1, 2)), -matrix.amin(dim=(1, 2))).clamp_min(1e-12) ** 2  # (n_frames,)
     eye = torch.eye(n_equations, dtype=matrix.dtype, device=matrix.device)
     if initial is None:  # start from the unconstrained least-norm solution
         multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
@@ -120,8 +120,10 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
             break
         # Only the frames not yet converged are worked on (converged ones keep their solution).
         active = (~converged).nonzero().squeeze(-1)
-        a, a_t, b, lam, r = matrix[active], transpose[active], target[active], multipliers[active], residual[active]
-        x_active, damp, size = x[active], damping[active], scale[active]
+        every = len(active) == n_frames
+        a, b, lam, r, x_active, damp, size, bound = (_rows(t, active, every) for t in (
+            matrix, target, multipliers, residual, x, damping, scale, limit))
+        a_t = a.transpose(1, 2)
         unclipped = (a_t @ lam.unsqueeze(-1)).squeeze(-1)
         free = ((unclipped > lower) & (unclipped < upper)).to(matrix.dtype)
         # Levenberg-Marquardt-damped Newton step on the dual (the Hessian is singular
@@ -133,21 +135,29 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         accepted = torch.zeros(len(active), dtype=torch.bool, device=matrix.device)
         for _ in range(HALVINGS):  # backtracking (Armijo) on the concave dual, on the frames still backtracking
             waiting = (~accepted).nonzero().squeeze(-1)
-            candidate = lam[waiting] + length[waiting].unsqueeze(-1) * step[waiting]
-            gain = dual(candidate, primal(candidate, a_t[waiting]), a[waiting], b[waiting]) - value[waiting]
-            accepted[waiting] = good = gain >= 1e-4 * length[waiting] * slope[waiting]
+            all_waiting = len(waiting) == len(active)
+            a_w, b_w, lam_w, step_w, value_w, slope_w, length_w = (_rows(t, waiting, all_waiting) for t in (
+                a, b, lam, step, value, slope, length))
+            candidate = lam_w + length_w.unsqueeze(-1) * step_w
+            gain = dual(candidate, primal(candidate, a_w.transpose(1, 2)), a_w, b_w) - value_w
+            accepted[waiting] = good = gain >= 1e-4 * length_w * slope_w
             if bool(good.all()):
                 break
-            length[waiting] = torch.where(good, length[waiting], 0.5 * length[waiting])
+            length[waiting] = torch.where(good, length_w, 0.5 * length_w)
         lam = torch.where(accepted.unsqueeze(-1), lam + length.unsqueeze(-1) * step, lam)
-        multipliers[active] = lam
-        damping[active] = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
-        x[active] = x_active = primal(lam, a_t)
-        residual[active] = r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
-        converged[active] = r.abs().amax(dim=-1) <= limit[active]
+        damp = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
+        x_active = primal(lam, a_t)
+        r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
+        multipliers[active], damping[active], x[active], residual[active] = lam, damp, x_active, r
+        converged[active] = r.abs().amax(dim=-1) <= bound
     if multipliers_out is not None:
         multipliers_out.append(multipliers)
     return x, converged
+
+
+def _rows(tensor: torch.Tensor, chosen: torch.Tensor, everything: bool) -> torch.Tensor:
+    """``tensor[chosen]``, without a copy when ``chosen`` is every row."""
+    return tensor if everything else tensor[chosen]
 
 
 WARM_START_STRIDE = 5
@@ -157,20 +167,24 @@ WARM_START_STRIDE = 5
 def solve_frames(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *,
                  stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`solve_bounded_least_norm` of a trial's frames in time order, warm-started: every ``stride``-th
-    frame (default :data:`WARM_START_STRIDE`) is solved first, then every frame from the multipliers of the
-    nearest of those (neighbouring
-    frames have nearly the same solution: Newton's method then needs a few steps). The optimum is the
-    same: each frame's problem is strictly convex and solved to the same tolerance."""
+    frame (default :data:`WARM_START_STRIDE`) is solved first, then the others from the multipliers of the
+    nearest of those, with :data:`WARM_DAMPING` (neighbouring frames have nearly the same solution:
+    Newton's method then needs a few steps). The optimum is the same: each frame's problem is strictly
+    convex and solved to the same tolerance."""
     n_frames, stride = matrix.shape[0], WARM_START_STRIDE if stride is None else stride
     if stride <= 1 or n_frames < 4 * stride:
         return solve_bounded_least_norm(matrix, target, lower, upper)
-    first = torch.arange(0, n_frames, stride, device=matrix.device)
+    frames = torch.arange(n_frames, device=matrix.device)
+    first, rest = frames[::stride], frames[frames % stride != 0]
     found: list = []
-    solve_bounded_least_norm(matrix[first], target[first], lower, upper, multipliers_out=found)
-    nearest = torch.div(torch.arange(n_frames, device=matrix.device) + stride // 2, stride,
-                        rounding_mode="floor").clamp(max=len(first) - 1)
-    return solve_bounded_least_norm(matrix, target, lower, upper, initial=found[0][nearest],
-                                    initial_damping=WARM_DAMPING)
+    x = torch.empty(n_frames, matrix.shape[2], dtype=matrix.dtype, device=matrix.device)
+    converged = torch.empty(n_frames, dtype=torch.bool, device=matrix.device)
+    x[first], converged[first] = solve_bounded_least_norm(matrix[first], target[first], lower, upper,
+                                                          multipliers_out=found)
+    nearest = torch.div(rest + stride // 2, stride, rounding_mode="floor").clamp(max=len(first) - 1)
+    x[rest], converged[rest] = solve_bounded_least_norm(matrix[rest], target[rest], lower, upper,
+                                                        initial=found[0][nearest], initial_damping=WARM_DAMPING)
+    return x, converged
 
 
 def muscle_matrices(kinematics, muscle_model, *, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
