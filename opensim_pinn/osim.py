@@ -320,31 +320,30 @@ class _FrameJacobians:
     share one. :meth:`clear` at every new frame."""
 
     def __init__(self, model):
-        self.matter, self.ground = model.getMatterSubsystem(), int(model.getGround().getMobilizedBodyIndex())
-        self.cache: dict = {}
+        self.matter = model.getMatterSubsystem()
+        self.cache: dict = {}  # (body index, station coordinates) -> Jacobian
+        self.of_body: dict = {}  # body index -> one of its Jacobians (the angular rows are the same)
 
     def clear(self) -> None:
         self.cache.clear()
+        self.of_body.clear()
 
-    def at(self, state, index, station, key: tuple | None = None) -> np.ndarray:
-        """Of mobilized body ``index`` at ``station`` (Vec3 in the body; ``key``: its coordinates, if known)."""
+    def at(self, state, index, station, key: tuple) -> np.ndarray:
+        """Of mobilized body ``index`` at ``station`` (Vec3 in the body); ``key``: (int(index), its coordinates)."""
         import opensim
 
-        key = (int(index), *(station.to_numpy().tolist() if key is None else key))
         if key not in self.cache:
             jacobian = opensim.Matrix()
             self.matter.calcFrameJacobian(state, index, station, jacobian)
-            self.cache[key] = jacobian.to_numpy()
+            self.cache[key] = self.of_body[key[0]] = jacobian.to_numpy()
         return self.cache[key]
 
     def angular(self, state, index) -> np.ndarray:
-        """Angular rows (3 x n_u) of mobilized body ``index``: the same at every station; zero for ground."""
+        """Angular rows (3 x n_u) of mobilized body ``index``: the same at every station."""
         import opensim
 
-        if int(index) == self.ground:
-            return np.zeros((3, state.getNU()))
-        cached = next((j for key, j in self.cache.items() if key[0] == int(index)), None)
-        return (self.at(state, index, opensim.Vec3(0), (0.0, 0.0, 0.0)) if cached is None else cached)[:3]
+        found = self.of_body.get(int(index))
+        return (self.at(state, index, opensim.Vec3(0), (int(index), 0.0, 0.0, 0.0)) if found is None else found)[:3]
 
 
 def _unit(vector) -> np.ndarray:
@@ -371,26 +370,35 @@ def _unit_generalized_force(model, actuator, mobility_of: dict[str, int], jacobi
         point, point_is_global = point_actuator.get_point(), point_actuator.get_point_is_global()
         direction, force_is_global = point_actuator.get_direction(), point_actuator.get_force_is_global()
         ground, index = model.getGround(), body.getMobilizedBodyIndex()
-        fixed_key = None if point_is_global else tuple(point.to_numpy().tolist())
+        fixed_key = None if point_is_global else (int(index), *point.to_numpy().tolist())
         fixed_direction = _unit(direction) if force_is_global else None
 
         def point_force(state):
-            station = ground.findStationLocationInAnotherFrame(state, point, body) if point_is_global else point
+            if point_is_global:
+                station = ground.findStationLocationInAnotherFrame(state, point, body)
+                key = (int(index), *station.to_numpy().tolist())
+            else:
+                station, key = point, fixed_key
             along = _unit(body.expressVectorInGround(state, direction)) if fixed_direction is None \
                 else fixed_direction
-            return jacobians.at(state, index, station, fixed_key)[3:].T @ along
+            return jacobians.at(state, index, station, key)[3:].T @ along
         return point_force
     torque_actuator = opensim.TorqueActuator.safeDownCast(actuator)
     if torque_actuator is not None:
         body_a = torque_actuator.getBodyA()
-        indices = (body_a.getMobilizedBodyIndex(), torque_actuator.getBodyB().getMobilizedBodyIndex())
+        ground = int(model.getGround().getMobilizedBodyIndex())
+        bodies = [(index, sign) for index, sign in ((body_a.getMobilizedBodyIndex(), 1.0),
+                                                    (torque_actuator.getBodyB().getMobilizedBodyIndex(), -1.0))
+                  if int(index) != ground]  # ground's Jacobian is zero
         axis = torque_actuator.get_axis()
         fixed_axis = _unit(axis) if torque_actuator.get_torque_is_global() else None
 
         def torque_force(state):
             along = _unit(body_a.expressVectorInGround(state, axis)) if fixed_axis is None else fixed_axis
-            angular = jacobians.angular(state, indices[0]) - jacobians.angular(state, indices[1])
-            return angular.T @ along
+            total = np.zeros(n_u)
+            for index, sign in bodies:
+                total += sign * (jacobians.angular(state, index).T @ along)
+            return total
         return torque_force
     return None
 
