@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +33,16 @@ from .paths import PathPolynomial
 _THELEN, _MILLARD, _DEGROOTE = 0, 1, 2
 _CLASS_CODES = {"Thelen2003Muscle": _THELEN, "Millard2012EquilibriumMuscle": _MILLARD,
                 "DeGrooteFregly2016Muscle": _DEGROOTE}
+
+
+def _summed(shape: tuple[int, int], terms: list[tuple[int, int, float]]) -> torch.Tensor:
+    """A float64 matrix of ``shape`` holding the (row, column, value) ``terms``, those at the same place
+    added in order."""
+    matrix = np.zeros(shape)
+    if terms:
+        rows, columns, values = zip(*terms)
+        np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(values, dtype=float))
+    return torch.from_numpy(matrix)
 
 
 class MusculoskeletalModel(nn.Module):
@@ -82,12 +93,8 @@ class MusculoskeletalModel(nn.Module):
         width = max((len(key) for key in monomials), default=1) or 1
         self.max_order = max((e for key in monomials for _, e in key), default=0)
         n_muscles = len(polynomials)
-        length_matrix = torch.zeros(n_muscles, len(monomials), dtype=torch.float64)
-        for m, u, coefficient in length_terms:
-            length_matrix[m, u] += coefficient
-        derivative_matrix = torch.zeros(n_muscles, len(pairs), dtype=torch.float64)
-        for m, p, coefficient in derivative_terms:
-            derivative_matrix[m, p] += coefficient
+        length_matrix = _summed((n_muscles, len(monomials)), length_terms)
+        derivative_matrix = _summed((n_muscles, len(pairs)), derivative_terms)
         self.register_buffer("monomial_slots", torch.tensor(
             [[c for c, _ in k] + [0] * (width - len(k)) for k in monomials], dtype=torch.long))  # (U, D)
         self.register_buffer("monomial_exponents", torch.tensor(
