@@ -3,7 +3,9 @@
 OpenSim can end the interpreter (segmentation fault, abort) on some inputs. Every
 OpenSim step (model reading, inverse dynamics, path fitting, Static
 Optimization) runs through :func:`run_in_child`: a fresh ``python -m
-opensim_pinn.child`` process runs the function; its result or its
+opensim_pinn.child`` process (:class:`Child`, which may be started before its
+work is known, so that its start-up overlaps the caller's work) receives the
+function and its arguments through a pickle file; its result or its
 :class:`InputError` comes back through a pickle file; a dead child becomes an
 :class:`OpenSimCrash` naming the step. Unlike ``multiprocessing``, this never
 re-imports the caller's script, so it works from any script or notebook.
@@ -68,34 +70,79 @@ def run_in_child_timed(step: str, function: Callable[..., Any], *args, **kwargs)
     OpenSimCrash
         The child died without an answer (crash) or raised another error.
     """
-    with tempfile.TemporaryDirectory(prefix="opensim_pinn_child_") as folder:
-        job, answer = Path(folder) / "job.pickle", Path(folder) / "answer.pickle"
+    with Child(step) as child:
+        child.send(function, *args, **kwargs)
+        return child.result()
+
+
+class Child:
+    """A fresh ``python -m opensim_pinn.child`` process, started at once, that waits for its work.
+
+    Its start-up (interpreter, imports, OpenSim) overlaps the caller's own work
+    until :meth:`send`; :meth:`result` waits for the answer (see
+    :func:`run_in_child_timed`). Use it as a context manager: leaving it ends
+    the child (killed if no answer was waited for) and removes its folder.
+
+    Parameters
+    ----------
+    step : str
+        What the work is, for error messages.
+    """
+
+    def __init__(self, step: str):
+        self.step = step
+        self._folder = tempfile.TemporaryDirectory(prefix="opensim_pinn_child_")
+        self._answer = Path(self._folder.name) / "answer.pickle"
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+            str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen([sys.executable, "-m", "opensim_pinn.child", str(self._answer)],
+                                         cwd=self._folder.name, env=environment, stdin=subprocess.PIPE)
+
+    def send(self, function: Callable[..., Any], *args, **kwargs) -> None:
+        """Give the child ``function(*args, **kwargs)`` to run (a module-level function; picklable
+        arguments); it works while the caller goes on."""
         try:
             caller_folder = os.getcwd()
         except OSError:  # the current folder was deleted
             caller_folder = None
-        job.write_bytes(pickle.dumps((function, args, kwargs, logging.getLogger().getEffectiveLevel(),
-                                      caller_folder)))
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-            str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}
-        process = subprocess.Popen([sys.executable, "-m", "opensim_pinn.child", str(job), str(answer)],
-                                   cwd=folder, env=environment, stdin=subprocess.DEVNULL)
-        returncode = _wait(process, step)
-        if not answer.is_file():
-            raise OpenSimCrash(f"OpenSim crashed during {step} ({_describe_exit(returncode)}); "
+        job = (function, args, kwargs, logging.getLogger().getEffectiveLevel(), caller_folder)
+        (Path(self._folder.name) / "job.pickle").write_bytes(pickle.dumps(job))
+        try:  # a file, then one byte: a job larger than the pipe would wait for the child's start-up
+            self._process.stdin.write(b"\n")
+            self._process.stdin.close()
+        except BrokenPipeError:  # the child died starting: result() says so
+            pass
+
+    def result(self) -> tuple[Any, float]:
+        """Wait for the answer: ``function``'s result and the seconds spent in it (see
+        :func:`run_in_child_timed`, which raises the same errors)."""
+        returncode = _wait(self._process, self.step)
+        if not self._answer.is_file():
+            raise OpenSimCrash(f"OpenSim crashed during {self.step} ({_describe_exit(returncode)}); "
                                "check the model and input files (-v shows OpenSim's messages)")
         try:
-            status, payload, seconds = pickle.loads(answer.read_bytes())
+            status, payload, seconds = pickle.loads(self._answer.read_bytes())
         except Exception as error:  # noqa: BLE001 - a half-written or foreign answer
-            raise OpenSimCrash(f"OpenSim crashed during {step} (unreadable answer from the child process: "
-                               f"{type(error).__name__})") from None
-    if status == "ok":
-        return payload, seconds
-    if status == "input":
-        raise InputError(payload)
-    log.debug(payload)
-    first = first_line(payload, "unknown error")
-    raise OpenSimCrash(f"OpenSim failed during {step}: {first} (-v shows the details)")
+            raise OpenSimCrash(f"OpenSim crashed during {self.step} (unreadable answer from the child "
+                               f"process: {type(error).__name__})") from None
+        if status == "ok":
+            return payload, seconds
+        if status == "input":
+            raise InputError(payload)
+        log.debug(payload)
+        first = first_line(payload, "unknown error")
+        raise OpenSimCrash(f"OpenSim failed during {self.step}: {first} (-v shows the details)")
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process.poll() is None:  # not waited for (an error in the caller): no longer needed
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdin and not self._process.stdin.closed:
+            self._process.stdin.close()
+        self._folder.cleanup()
 
 
 def _wait(process: subprocess.Popen, step: str) -> int:
@@ -127,7 +174,7 @@ def _describe_exit(code: int) -> str:
     return f"child process ended with exit code {code} without an answer"
 
 
-def _main(job: str, answer: str) -> None:
+def _main(answer: str) -> None:
     try:  # a crash must not leave a core file in the caller's folder
         import resource
 
@@ -136,12 +183,16 @@ def _main(job: str, answer: str) -> None:
         pass
     os.dup2(2, 1)  # OpenSim prints its log on stdout: keep the caller's stdout for results
     sys.stdout = sys.stderr
-    function, args, kwargs, level, caller_folder = pickle.loads(Path(job).read_bytes())
-    logging.basicConfig(level=level, format="%(message)s")
     import opensim  # part of the child's start-up, not of the timed work
 
     opensim.Logger.removeFileSink()  # before any OpenSim message: no opensim.log anywhere
-    opensim.Logger.setLevelString("info" if level <= logging.DEBUG else "error")
+    opensim.Logger.setLevelString("error")
+    if not sys.stdin.buffer.read(1):  # waits for Child.send; none came
+        return
+    function, args, kwargs, level, caller_folder = pickle.loads((Path(answer).parent / "job.pickle").read_bytes())
+    logging.basicConfig(level=level, format="%(message)s")
+    if level <= logging.DEBUG:
+        opensim.Logger.setLevelString("info")
     if caller_folder is not None and os.path.isdir(caller_folder):
         start_folder = os.getcwd()
         sys.path[:] = [p for p in sys.path if p not in ("", ".", start_folder)]
@@ -160,4 +211,4 @@ def _main(job: str, answer: str) -> None:
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:3])
+    _main(sys.argv[1])

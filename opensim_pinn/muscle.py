@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +33,16 @@ from .paths import PathPolynomial
 _THELEN, _MILLARD, _DEGROOTE = 0, 1, 2
 _CLASS_CODES = {"Thelen2003Muscle": _THELEN, "Millard2012EquilibriumMuscle": _MILLARD,
                 "DeGrooteFregly2016Muscle": _DEGROOTE}
+
+
+def _summed(shape: tuple[int, int], terms: list[tuple[int, int, float]]) -> torch.Tensor:
+    """A float64 matrix of ``shape`` holding the (row, column, value) ``terms``, those at the same place
+    added in order."""
+    matrix = np.zeros(shape)
+    if terms:
+        rows, columns, values = zip(*terms)
+        np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(values, dtype=float))
+    return torch.from_numpy(matrix)
 
 
 class MusculoskeletalModel(nn.Module):
@@ -74,22 +85,27 @@ class MusculoskeletalModel(nn.Module):
                     reduced = key[:slot] + ((c, e - 1),) * (e > 1) + key[slot + 1:]
                     pair = (monomials.setdefault(reduced, len(monomials)), c)
                     derivative_terms.append((m, pairs.setdefault(pair, len(pairs)), coefficient * e))
+        # Pairs in coordinate order: those of one coordinate are a slice (:meth:`paths`).
+        keys = list(pairs)
+        position = {p: i for i, p in enumerate(sorted(range(len(keys)), key=lambda p: keys[p][1]))}
+        pairs = {pair: position[p] for pair, p in pairs.items()}
+        derivative_terms = [(m, position[p], coefficient) for m, p, coefficient in derivative_terms]
         width = max((len(key) for key in monomials), default=1) or 1
         self.max_order = max((e for key in monomials for _, e in key), default=0)
         n_muscles = len(polynomials)
-        length_matrix = torch.zeros(n_muscles, len(monomials), dtype=torch.float64)
-        for m, u, coefficient in length_terms:
-            length_matrix[m, u] += coefficient
-        derivative_matrix = torch.zeros(n_muscles, len(pairs), dtype=torch.float64)
-        for m, p, coefficient in derivative_terms:
-            derivative_matrix[m, p] += coefficient
+        length_matrix = _summed((n_muscles, len(monomials)), length_terms)
+        derivative_matrix = _summed((n_muscles, len(pairs)), derivative_terms)
         self.register_buffer("monomial_slots", torch.tensor(
             [[c for c, _ in k] + [0] * (width - len(k)) for k in monomials], dtype=torch.long))  # (U, D)
         self.register_buffer("monomial_exponents", torch.tensor(
             [[e for _, e in k] + [0] * (width - len(k)) for k in monomials], dtype=torch.long))  # (U, D)
         self.register_buffer("length_matrix", length_matrix)  # (n_muscles, U), m
-        self.register_buffer("pair_monomial", torch.tensor([u for u, _ in pairs], dtype=torch.long))  # (P,)
-        self.register_buffer("pair_coordinate", torch.tensor([c for _, c in pairs], dtype=torch.long))  # (P,)
+        ordered = sorted(pairs, key=pairs.get)
+        self.register_buffer("pair_monomial", torch.tensor([u for u, _ in ordered], dtype=torch.long))  # (P,)
+        self.register_buffer("pair_coordinate", torch.tensor([c for _, c in ordered], dtype=torch.long))  # (P,)
+        counts = [sum(1 for _, c in ordered if c == i) for i in range(len(self.coordinates))]
+        self.pair_slices = [slice(sum(counts[:i]), sum(counts[:i + 1])) for i in range(len(counts))]
+        """The pairs of each coordinate (a slice of ``pair_monomial``)."""
         self.register_buffer("derivative_matrix", derivative_matrix)  # (n_muscles, P), m / rad or m / m
 
     def _build_parameters(self, info: ModelInfo) -> None:
@@ -151,9 +167,8 @@ class MusculoskeletalModel(nn.Module):
         pair_values = monomials.index_select(-1, self.pair_monomial)  # (..., P)
         derivative = self.derivative_matrix.to(q.dtype)
         moment_arms = q.new_zeros(*q.shape[:-1], len(self.muscles), len(self.coordinates))
-        for c in range(len(self.coordinates)):
-            on_c = (self.pair_coordinate == c).nonzero().squeeze(-1)
-            moment_arms[..., c] = -(pair_values.index_select(-1, on_c) @ derivative[:, on_c].T)
+        for c, pairs in enumerate(self.pair_slices):
+            moment_arms[..., c] = -(pair_values[..., pairs] @ derivative[:, pairs].T)
         return monomials @ self.length_matrix.to(q.dtype).T, moment_arms
 
     def lengths_and_speeds(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -314,16 +314,51 @@ def _loads_for_window(external_loads: Path, start: float, end: float, folder: Pa
     return folder / "loads_window.xml"
 
 
-def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int]):
+class _FrameJacobians:
+    """Frame Jacobians (6 x n_u: angular rows, then the station's linear rows) of bodies at the current
+    frame, each computed once: the usual residuals (three point and three torque actuators on the pelvis)
+    share one. :meth:`clear` at every new frame."""
+
+    def __init__(self, model):
+        self.matter = model.getMatterSubsystem()
+        self.cache: dict = {}  # (body index, station coordinates) -> Jacobian
+        self.of_body: dict = {}  # body index -> one of its Jacobians (the angular rows are the same)
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self.of_body.clear()
+
+    def at(self, state, index, station, key: tuple) -> np.ndarray:
+        """Of mobilized body ``index`` at ``station`` (Vec3 in the body); ``key``: (int(index), its coordinates)."""
+        import opensim
+
+        if key not in self.cache:
+            jacobian = opensim.Matrix()
+            self.matter.calcFrameJacobian(state, index, station, jacobian)
+            self.cache[key] = self.of_body[key[0]] = jacobian.to_numpy()
+        return self.cache[key]
+
+    def angular(self, state, index) -> np.ndarray:
+        """Angular rows (3 x n_u) of mobilized body ``index``: the same at every station."""
+        import opensim
+
+        found = self.of_body.get(int(index))
+        return (self.at(state, index, opensim.Vec3(0), (int(index), 0.0, 0.0, 0.0)) if found is None else found)[:3]
+
+
+def _unit(vector) -> np.ndarray:
+    along = vector.to_numpy()
+    return along / np.linalg.norm(along)
+
+
+def _unit_generalized_force(model, actuator, mobility_of: dict[str, int], jacobians: _FrameJacobians, n_u: int):
     """A function of the state giving the generalised force (mobility order) of ``actuator`` at unit
-    actuation, from Jacobians; None for actuator types other than CoordinateActuator, PointActuator and
-    TorqueActuator. ``mobility_of`` maps coordinate names to mobility (u) indices. The actuator's type,
-    bodies and properties are looked up once, here, not at every frame.
+    actuation, from Jacobians (``jacobians``, shared by the actuators); None for actuator types other than
+    CoordinateActuator, PointActuator and TorqueActuator. ``mobility_of`` maps coordinate names to mobility
+    (u) indices. The actuator's type, bodies and properties are looked up once, here, not at every frame.
     """
     import opensim
 
-    matter = model.getMatterSubsystem()
-    n_u = state.getNU()
     coordinate_actuator = opensim.CoordinateActuator.safeDownCast(actuator)
     if coordinate_actuator is not None:
         unit = np.zeros(n_u)
@@ -335,28 +370,34 @@ def _unit_generalized_force(model, state, actuator, mobility_of: dict[str, int])
         point, point_is_global = point_actuator.get_point(), point_actuator.get_point_is_global()
         direction, force_is_global = point_actuator.get_direction(), point_actuator.get_force_is_global()
         ground, index = model.getGround(), body.getMobilizedBodyIndex()
+        fixed_key = None if point_is_global else (int(index), *point.to_numpy().tolist())
+        fixed_direction = _unit(direction) if force_is_global else None
 
         def point_force(state):
-            station = ground.findStationLocationInAnotherFrame(state, point, body) if point_is_global else point
-            along = (direction if force_is_global else body.expressVectorInGround(state, direction)).to_numpy()
-            jacobian = opensim.Matrix()
-            matter.calcStationJacobian(state, index, station, jacobian)
-            return jacobian.to_numpy().T @ (along / np.linalg.norm(along))
+            if point_is_global:
+                station = ground.findStationLocationInAnotherFrame(state, point, body)
+                key = (int(index), *station.to_numpy().tolist())
+            else:
+                station, key = point, fixed_key
+            along = _unit(body.expressVectorInGround(state, direction)) if fixed_direction is None \
+                else fixed_direction
+            return jacobians.at(state, index, station, key)[3:].T @ along
         return point_force
     torque_actuator = opensim.TorqueActuator.safeDownCast(actuator)
     if torque_actuator is not None:
-        body_a, origin = torque_actuator.getBodyA(), opensim.Vec3(0)
-        frames = [(body_a.getMobilizedBodyIndex(), 1.0), (torque_actuator.getBodyB().getMobilizedBodyIndex(), -1.0)]
-        axis, torque_is_global = torque_actuator.get_axis(), torque_actuator.get_torque_is_global()
+        body_a = torque_actuator.getBodyA()
+        ground = int(model.getGround().getMobilizedBodyIndex())
+        bodies = [(index, sign) for index, sign in ((body_a.getMobilizedBodyIndex(), 1.0),
+                                                    (torque_actuator.getBodyB().getMobilizedBodyIndex(), -1.0))
+                  if int(index) != ground]  # ground's Jacobian is zero
+        axis = torque_actuator.get_axis()
+        fixed_axis = _unit(axis) if torque_actuator.get_torque_is_global() else None
 
         def torque_force(state):
-            along = (axis if torque_is_global else body_a.expressVectorInGround(state, axis)).to_numpy()
-            along = along / np.linalg.norm(along)
+            along = _unit(body_a.expressVectorInGround(state, axis)) if fixed_axis is None else fixed_axis
             total = np.zeros(n_u)
-            for index, sign in frames:
-                jacobian = opensim.Matrix()
-                matter.calcFrameJacobian(state, index, origin, jacobian)
-                total += sign * jacobian.to_numpy()[:3].T @ along
+            for index, sign in bodies:
+                total += sign * (jacobians.angular(state, index).T @ along)
             return total
         return torque_force
     return None
@@ -438,17 +479,24 @@ def generalized_forces(model_path: str, reserves: str | None, external_loads: st
     tau = np.empty((n_frames, len(coordinates)))
     actuator_map = np.zeros((n_frames, len(actuators), len(coordinates)))
     coordinate_objects = [coordinate_set.get(name) for name in coordinates]
-    unit_forces = [_unit_generalized_force(model, state, actuator, mobility_of) for actuator in scalar]
+    jacobians = _FrameJacobians(model)
+    unit_forces = [_unit_generalized_force(model, actuator, mobility_of, jacobians, state.getNU())
+                   for actuator in scalar]
     optimal_forces = [actuator.getOptimalForce() for actuator in scalar]
+    # Without quaternions (n_q = n_u) a coordinate's q has its speed's index: q and u are set at once.
+    whole_q = state.getNQ() == state.getNU()
     for frame in range(n_frames):
         state.setTime(float(time[frame]))
-        for coordinate, value, speed in zip(coordinate_objects, q[frame].tolist(), qd[frame].tolist()):
-            coordinate.setValue(state, value, False)
-            coordinate.setSpeedValue(state, speed)
-        model.realizeVelocity(state)
+        if whole_q:
+            state.setQ(opensim.Vector(q[frame, column].tolist()))
+        else:
+            for coordinate, value in zip(coordinate_objects, q[frame].tolist()):
+                coordinate.setValue(state, value, False)
+        state.setU(opensim.Vector(qd[frame, column].tolist()))
         udot = opensim.Vector(qdd[frame, column].tolist())
         base = solver.solve(state, udot).to_numpy()
         tau[frame, column] = base
+        jacobians.clear()
         for a, actuator in enumerate(scalar):
             mobility_forces = None if unit_forces[a] is None else unit_forces[a](state)
             if mobility_forces is None:  # other actuator types: by difference of inverse dynamics

@@ -15,6 +15,7 @@ few iterations to the exact optimum.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -60,13 +61,17 @@ class StaticOptimizationResult:
 
 
 INITIAL_DAMPING = 1e-2
+"""Levenberg-Marquardt damping of the first Newton step (relative to max |matrix|^2), from a cold start."""
+WARM_DAMPING = 1e-10
+"""The same from a neighbouring frame's multipliers: near the optimum, where an undamped step is exact
+once the bounds that bind are the same (damping 1e-2 there costs four more steps)."""
 HALVINGS = 20
 
 
 def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor,
                              upper: torch.Tensor, *, tolerance: float = 1e-6, max_iterations: int = 100,
-                             initial: torch.Tensor | None = None, multipliers_out: list | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+                             initial: torch.Tensor | None = None, multipliers_out: list | None = None,
+                             initial_damping: float = INITIAL_DAMPING) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve min ||x||^2 s.t. matrix @ x = target, lower <= x <= upper, for a batch of frames.
 
     Parameters
@@ -82,6 +87,8 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         unconstrained least-norm solution.
     multipliers_out : list, optional
         The final multipliers are appended to it.
+    initial_damping : float
+        Damping of the first step (:data:`INITIAL_DAMPING`; :data:`WARM_DAMPING` suits warm starts).
 
     Returns
     -------
@@ -90,7 +97,7 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
     """
     n_frames, n_equations, _ = matrix.shape
     transpose = matrix.transpose(1, 2)
-    scale = matrix.abs().amax(dim=(1, 2)).clamp_min(1e-12) ** 2  # (n_frames,)
+    scale = torch.maximum(matrix.amax(dim=(1, 2)), -matrix.amin(dim=(1, 2))).clamp_min(1e-12) ** 2  # (n_frames,)
     eye = torch.eye(n_equations, dtype=matrix.dtype, device=matrix.device)
     if initial is None:  # start from the unconstrained least-norm solution
         multipliers = torch.linalg.solve(matrix @ transpose + (1e-12 * scale)[:, None, None] * eye, target)
@@ -104,7 +111,7 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         return (lam * b).sum(-1) - (lam * (a @ x.unsqueeze(-1)).squeeze(-1)).sum(-1) + 0.5 * (x * x).sum(-1)
 
     limit = tolerance * (1.0 + target.abs().amax(dim=-1))
-    damping = torch.full((n_frames,), INITIAL_DAMPING, dtype=matrix.dtype, device=matrix.device)
+    damping = torch.full((n_frames,), initial_damping, dtype=matrix.dtype, device=matrix.device)
     x = primal(multipliers, transpose)
     residual = target - (matrix @ x.unsqueeze(-1)).squeeze(-1)
     converged = residual.abs().amax(dim=-1) <= limit
@@ -113,8 +120,10 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
             break
         # Only the frames not yet converged are worked on (converged ones keep their solution).
         active = (~converged).nonzero().squeeze(-1)
-        a, a_t, b, lam, r = matrix[active], transpose[active], target[active], multipliers[active], residual[active]
-        x_active, damp, size = x[active], damping[active], scale[active]
+        every = len(active) == n_frames
+        a, b, lam, r, x_active, damp, size, bound = (_rows(t, active, every) for t in (
+            matrix, target, multipliers, residual, x, damping, scale, limit))
+        a_t = a.transpose(1, 2)
         unclipped = (a_t @ lam.unsqueeze(-1)).squeeze(-1)
         free = ((unclipped > lower) & (unclipped < upper)).to(matrix.dtype)
         # Levenberg-Marquardt-damped Newton step on the dual (the Hessian is singular
@@ -126,21 +135,29 @@ def solve_bounded_least_norm(matrix: torch.Tensor, target: torch.Tensor, lower: 
         accepted = torch.zeros(len(active), dtype=torch.bool, device=matrix.device)
         for _ in range(HALVINGS):  # backtracking (Armijo) on the concave dual, on the frames still backtracking
             waiting = (~accepted).nonzero().squeeze(-1)
-            candidate = lam[waiting] + length[waiting].unsqueeze(-1) * step[waiting]
-            gain = dual(candidate, primal(candidate, a_t[waiting]), a[waiting], b[waiting]) - value[waiting]
-            accepted[waiting] = good = gain >= 1e-4 * length[waiting] * slope[waiting]
+            all_waiting = len(waiting) == len(active)
+            a_w, b_w, lam_w, step_w, value_w, slope_w, length_w = (_rows(t, waiting, all_waiting) for t in (
+                a, b, lam, step, value, slope, length))
+            candidate = lam_w + length_w.unsqueeze(-1) * step_w
+            gain = dual(candidate, primal(candidate, a_w.transpose(1, 2)), a_w, b_w) - value_w
+            accepted[waiting] = good = gain >= 1e-4 * length_w * slope_w
             if bool(good.all()):
                 break
-            length[waiting] = torch.where(good, length[waiting], 0.5 * length[waiting])
+            length[waiting] = torch.where(good, length_w, 0.5 * length_w)
         lam = torch.where(accepted.unsqueeze(-1), lam + length.unsqueeze(-1) * step, lam)
-        multipliers[active] = lam
-        damping[active] = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
-        x[active] = x_active = primal(lam, a_t)
-        residual[active] = r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
-        converged[active] = r.abs().amax(dim=-1) <= limit[active]
+        damp = torch.where(accepted & (length == 1), damp / 10, damp * 10).clamp(1e-14, 1e6)
+        x_active = primal(lam, a_t)
+        r = b - (a @ x_active.unsqueeze(-1)).squeeze(-1)
+        multipliers[active], damping[active], x[active], residual[active] = lam, damp, x_active, r
+        converged[active] = r.abs().amax(dim=-1) <= bound
     if multipliers_out is not None:
         multipliers_out.append(multipliers)
     return x, converged
+
+
+def _rows(tensor: torch.Tensor, chosen: torch.Tensor, everything: bool) -> torch.Tensor:
+    """``tensor[chosen]``, without a copy when ``chosen`` is every row."""
+    return tensor if everything else tensor[chosen]
 
 
 WARM_START_STRIDE = 5
@@ -150,22 +167,42 @@ WARM_START_STRIDE = 5
 def solve_frames(matrix: torch.Tensor, target: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *,
                  stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`solve_bounded_least_norm` of a trial's frames in time order, warm-started: every ``stride``-th
-    frame (default :data:`WARM_START_STRIDE`) is solved first, then every frame from the multipliers of the
-    nearest of those (neighbouring
-    frames have nearly the same solution: Newton's method then needs a few steps). The optimum is the
-    same: each frame's problem is strictly convex and solved to the same tolerance."""
+    frame (default :data:`WARM_START_STRIDE`) is solved first, then the others from the multipliers of the
+    nearest of those, with :data:`WARM_DAMPING` (neighbouring frames have nearly the same solution:
+    Newton's method then needs a few steps). The optimum is the same: each frame's problem is strictly
+    convex and solved to the same tolerance."""
     n_frames, stride = matrix.shape[0], WARM_START_STRIDE if stride is None else stride
     if stride <= 1 or n_frames < 4 * stride:
         return solve_bounded_least_norm(matrix, target, lower, upper)
-    first = torch.arange(0, n_frames, stride, device=matrix.device)
+    frames = torch.arange(n_frames, device=matrix.device)
+    first, rest = frames[::stride], frames[frames % stride != 0]
     found: list = []
-    solve_bounded_least_norm(matrix[first], target[first], lower, upper, multipliers_out=found)
-    nearest = torch.div(torch.arange(n_frames, device=matrix.device) + stride // 2, stride,
-                        rounding_mode="floor").clamp(max=len(first) - 1)
-    return solve_bounded_least_norm(matrix, target, lower, upper, initial=found[0][nearest])
+    x = torch.empty(n_frames, matrix.shape[2], dtype=matrix.dtype, device=matrix.device)
+    converged = torch.empty(n_frames, dtype=torch.bool, device=matrix.device)
+    x[first], converged[first] = solve_bounded_least_norm(matrix[first], target[first], lower, upper,
+                                                          multipliers_out=found)
+    nearest = torch.div(rest + stride // 2, stride, rounding_mode="floor").clamp(max=len(first) - 1)
+    x[rest], converged[rest] = solve_bounded_least_norm(matrix[rest], target[rest], lower, upper,
+                                                        initial=found[0][nearest], initial_damping=WARM_DAMPING)
+    return x, converged
 
 
-def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") -> StaticOptimizationResult:
+def muscle_matrices(kinematics, muscle_model, *, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``muscle_model.muscle_matrix`` (float64, on ``device``) at every frame of ``kinematics`` (a Kinematics
+    or Trial): generalised force per unit activation, shape (n_frames, n_coordinates, n_muscles), and the
+    force at full activation (N), shape (n_frames, n_muscles)."""
+    from .trainer import check_device
+
+    check_device(device)
+    muscle_model = muscle_model.to(device=device, dtype=torch.float64)
+    q = torch.as_tensor(kinematics.q, dtype=torch.float64, device=device)
+    qd = torch.as_tensor(kinematics.qd, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        return muscle_model.muscle_matrix(q, qd)
+
+
+def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu",
+                             muscles: tuple[torch.Tensor, torch.Tensor] | None = None) -> StaticOptimizationResult:
     """Solve Static Optimization on every frame of ``trial`` with the torch muscle model.
 
     Parameters
@@ -174,24 +211,24 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu") 
         From :func:`opensim_pinn.trial.prepare_trial`.
     info : ModelInfo
     muscle_model : MusculoskeletalModel
+    muscles : tuple of tensors, optional
+        :func:`muscle_matrices` of the trial's kinematics, if already computed.
     """
     from .trainer import check_device
 
     check_device(device)
     _check_actuated(trial, info)
     dtype = torch.float64
-    muscle_model = muscle_model.to(device=device, dtype=dtype)
-    q = torch.as_tensor(trial.q, dtype=dtype, device=device)
-    qd = torch.as_tensor(trial.qd, dtype=dtype, device=device)
+    muscle_matrix, active_force = muscle_matrices(trial, muscle_model, device=device) if muscles is None \
+        else muscles
     with torch.no_grad():
-        muscle_matrix, active_force = muscle_model.muscle_matrix(q, qd)
         actuator_matrix = torch.as_tensor(trial.actuator_map, dtype=dtype, device=device).transpose(1, 2)
         matrix = torch.cat([muscle_matrix, actuator_matrix], dim=2)
         lower, upper = bounds(info, dtype=dtype, device=device)
         target = torch.as_tensor(trial.tau, dtype=dtype, device=device)
         x, converged = solve_frames(matrix, target, lower, upper)
         optimal = torch.cat([active_force, torch.as_tensor(
-            [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(len(q), -1)], dim=1)
+            [a.optimal_force for a in info.actuators], dtype=dtype, device=device).expand(trial.n_frames, -1)], dim=1)
         forces = x * optimal
     if not bool(converged.all()):
         log.warning("static optimization: %d of %d frames did not meet the equations (muscles and "
@@ -349,6 +386,33 @@ def activation_table(result: StaticOptimizationResult, name: str) -> StorageTabl
 SOLVERS = ("fast", "opensim")
 
 
+def _fast_solve(child, settings, info, kinematics, device: str) -> StaticOptimizationResult:
+    """The fast solver on a read trial; OpenSim's inverse dynamics in ``child`` while this process makes
+    the muscle module and its matrices. ``wall_s``: the longer of the two, then the solve."""
+    from .muscle import MusculoskeletalModel
+    from .paths import load_or_fit_paths
+    from .trial import start_inverse_dynamics
+
+    waiting = start_inverse_dynamics(child, settings, info, kinematics)
+    polynomials = load_or_fit_paths(info.path, kinematics.coordinates, kinematics.time, kinematics.q,
+                                    [m.name for m in info.muscles])
+    muscle_model = MusculoskeletalModel(info, polynomials)  # per-model preparation: not timed
+    began = time.perf_counter()
+    muscles = muscle_matrices(kinematics, muscle_model, device=device)
+    meanwhile = time.perf_counter() - began
+    trial = waiting()
+    began = time.perf_counter()
+    result = fast_static_optimization(trial, info, muscle_model, device=device, muscles=muscles)
+    result.wall_s = max(meanwhile, trial.preparation_s) + time.perf_counter() - began
+    result.timing_note = ("reading and filtering the motion and loads; then, at the same time, OpenSim "
+                          "inverse dynamics and actuator maps (child process, started before the reading; "
+                          "its interpreter start-up and the transfers excluded) and the muscle paths and "
+                          "forces (this process): the longer of the two; then the batched solve; cached "
+                          "model description and path polynomials reused, the muscle module's construction "
+                          "from them excluded")
+    return result
+
+
 def static_optimization(model: str, motion: str, *, out: str, external_loads: str | None = None,
                         reserves: str | None = None, start: float | None = None, end: float | None = None,
                         lowpass: float | None = 6.0, step_interval: int = 1, solver: str = "fast",
@@ -360,7 +424,8 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     ``timing.json`` holds ``wall_s``: from reading the trial's files to the
     results in memory (file writing excluded), without interpreter start-ups
     (ours and OpenSim child processes') and without the per-model preparation
-    that is cached and reused (model description, path polynomials).
+    that is cached and reused (model description, path polynomials); its
+    ``includes`` says what was timed (the fast solver: see :func:`_fast_solve`).
     ``name``: the files' ``<trial>`` (default: the motion's name; OpenSim uses its tool's name).
     ``device``: where the fast solver's muscle module and solve run ("cpu" or "cuda").
 
@@ -369,47 +434,37 @@ def static_optimization(model: str, motion: str, *, out: str, external_loads: st
     dict
         ``files`` written, ``timing`` (the timing.json content), ``converged`` frames.
     """
+    from .child import Child, run_in_child
     from .outputs import OutputFolder
-    from .paths import load_or_fit_paths
-    from .muscle import MusculoskeletalModel
-    from .trial import TrialSettings, load_kinematics, load_model_info, prepare_trial
+    from .trial import TrialSettings, load_kinematics, load_model_info
 
     if solver not in SOLVERS:
         raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     info = load_model_info(model, reserves)
-    # Checks every input (files, coordinates, time window) before any long work.
-    reading = time.perf_counter()
-    kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+    # The fast solver's child process starts (interpreter, OpenSim) while the trial is read and checked.
+    with Child("inverse dynamics") if solver == "fast" else contextlib.nullcontext() as child:
+        # Checks every input (files, coordinates, time window) before any long work.
+        reading = time.perf_counter()
+        kinematics = load_kinematics(info, motion, external_loads, start=start, end=end, lowpass=lowpass,
+                                     step_interval=step_interval)
+        read_s = time.perf_counter() - reading
+        name = name or kinematics.name
+        names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
+                 "timing.json"]
+        output = OutputFolder(out, names, force=force)
+        output.check()
+        start = kinematics.time[0] if start is None else start
+        end = kinematics.time[-1] if end is None else end
+        settings = TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads,
+                                 reserves=reserves, start=start, end=end, lowpass=lowpass,
                                  step_interval=step_interval)
-    read_s = time.perf_counter() - reading
-    name = name or kinematics.name
-    names = [f"{name}_StaticOptimization_force.sto", f"{name}_StaticOptimization_activation.sto",
-             "timing.json"]
-    output = OutputFolder(out, names, force=force)
-    output.check()
-    start = kinematics.time[0] if start is None else start
-    end = kinematics.time[-1] if end is None else end
-    settings = TrialSettings(model=str(model), motion=str(motion), external_loads=external_loads,
-                             reserves=reserves, start=start, end=end, lowpass=lowpass,
-                             step_interval=step_interval)
-    if solver == "fast":
-        trial, info = prepare_trial(settings, cache=False, info=info, kinematics=kinematics)
-        polynomials = load_or_fit_paths(info.path, trial.coordinates, trial.time, trial.q,
-                                        [m.name for m in info.muscles])
-        muscle_model = MusculoskeletalModel(info, polynomials)
-        began = time.perf_counter()
-        result = fast_static_optimization(trial, info, muscle_model, device=device)
-        result.wall_s = read_s + trial.preparation_s + time.perf_counter() - began
-        result.timing_note = ("reading and filtering the motion and loads, OpenSim inverse dynamics and "
-                              "actuator maps (child process, its interpreter start-up excluded), muscle "
-                              "paths and forces, and the batched solve; cached model description and "
-                              "path polynomials reused")
-    else:
-        from .child import run_in_child
-
-        check_covered(info, settings, kinematics)
-        result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
-                              str(motion), external_loads, reserves, start, end, lowpass, step_interval)
+        if solver == "fast":
+            result = _fast_solve(child, settings, info, kinematics, device)
+            result.wall_s += read_s
+        else:
+            check_covered(info, settings, kinematics)
+            result = run_in_child("OpenSim static optimization", opensim_static_optimization, str(model),
+                                  str(motion), external_loads, reserves, start, end, lowpass, step_interval)
     timing = {"solver": solver, "wall_s": round(result.wall_s, 4), "n_frames": len(result.time),
               "n_muscles": len(info.muscles), "includes": result.timing_note}
     with output as staging:

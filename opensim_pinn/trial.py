@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -184,6 +185,25 @@ def prepare_trial(settings: TrialSettings, *, cache: bool = True, info: ModelInf
     if stored is not None:
         _save(stored, trial, info)
     return trial, info
+
+
+def start_inverse_dynamics(child, settings: TrialSettings, info: ModelInfo, kinematics: Kinematics
+                           ) -> Callable[[], Trial]:
+    """:func:`prepare_trial` without the cache, its OpenSim work sent now to ``child`` (a started
+    :class:`~opensim_pinn.child.Child`); returns a function that waits for the trial, so that the caller
+    works meanwhile. :attr:`Trial.preparation_s` leaves out the child's start-up and the caller's work."""
+    began = time.perf_counter()
+    arguments = _dynamics_arguments(settings, info, kinematics)
+    child.send(generalized_forces, *arguments)
+    sending = time.perf_counter() - began
+
+    def wait() -> Trial:
+        forces, child_seconds = child.result()
+        receiving = time.perf_counter()
+        trial = _with_dynamics(kinematics, settings, arguments, forces, 0.0)
+        trial.preparation_s = sending + child_seconds + time.perf_counter() - receiving
+        return trial
+    return wait
 
 
 def prepare_trials(settings: list[TrialSettings], info: ModelInfo, kinematics: list[Kinematics], *,

@@ -66,6 +66,21 @@ def test_result_and_time_come_back(in_tmp):
     assert 0 <= seconds < 5
 
 
+def test_a_child_started_early_works_after_the_caller_and_one_left_unused_ends_quietly(in_tmp, capfd):
+    from opensim_pinn.child import Child
+
+    (in_tmp / "data.txt").write_text("written after the child started")
+    with Child("reading") as child:  # started before its work exists, as the fast solver's inverse dynamics
+        (in_tmp / "later.txt").write_text((in_tmp / "data.txt").read_text())
+        child.send(Path.read_text, Path("later.txt"))
+        assert child.result()[0] == "written after the child started"
+    with Child("inverse dynamics") as unused:  # the caller fails before sending (a bad input)
+        pass
+    assert unused._process.poll() is not None, "the unused child is ended"
+    assert capfd.readouterr().err == "", "and says nothing"
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["data.txt", "later.txt"]
+
+
 @pytest.fixture()
 def arm26_model(in_tmp, monkeypatch) -> Path:
     if not SHARED_ARM26.is_dir():

@@ -267,6 +267,7 @@ def arm26(spec, sources, in_tmp, monkeypatch) -> Arm26:
 
     monkeypatch.setattr(opensim_pinn.paths, "load_or_fit_paths", no_fitting)
     monkeypatch.setattr(opensim_pinn.trial, "prepare_trial", no_inverse_dynamics)
+    monkeypatch.setattr(opensim_pinn.trial, "start_inverse_dynamics", no_inverse_dynamics)  # the fast solver's
     monkeypatch.setattr(opensim_pinn.child, "run_in_child", no_child)  # OpenSim's SO (static_opt.py)
     return Arm26(in_tmp, spec, sources)
 
