@@ -11,14 +11,18 @@ least-cost reserve solve, ``U`` the uncovered projector). Its minimiser over
 so the network outputs ``lam`` (n_coordinates per frame, in units of
 :func:`multiplier_scale`), and the activations come from the muscle matrix at
 the frame's own ``q``, ``qd``. ``lam`` is also the maximiser of SO's dual, a
-concave function of ``lam`` whose gradient is ``r(a(lam)) - V lam`` (``V`` =
-``(w_d / w_p)^-1 W^-1``, ``r = tau - M a``) and whose negative Hessian
-``V + M D M^T`` (``D``: muscles strictly inside their bounds) is positive
-definite at every ``lam``, even where every muscle is clipped. Training
-back-propagates that dual's damped Newton direction (:func:`dual_direction`):
-no muscle can be stuck at a bound as it could with the primal loss through the clip.
-The actuator bounds' penalty is left out of the multipliers (as of the curvature in
-:mod:`opensim_pinn.newton`); the primal loss is still what :attr:`Trainer.history` reports.
+concave, continuously differentiable function of ``lam`` whose gradient is
+``r(a(lam)) - V lam`` (``V = ((w_d / w_p) W)^-1``, ``r = tau - M a``) and whose
+negative Hessian is ``V + M D M^T`` (``D``: the muscles strictly inside their
+bounds). Training back-propagates, per frame, the step of the negated dual with the
+fixed metric ``K = V + M M^T`` (:func:`dual_curvature`; Levenberg-Marquardt damped
+early on): ``K`` bounds the Hessian from above at every ``lam``, so the step is a
+majorise-minimise step that never overshoots, even where every muscle is clipped
+(the Newton step with the active set ``D`` did overshoot: on the built-in model,
+which has no reserves so that ``V`` is small, it did not converge), and ``K`` is
+computed once per frame, like the curvature of :mod:`opensim_pinn.newton`. The
+actuator bounds' penalty is left out of the multipliers (as of that curvature);
+the primal loss is still what :attr:`Trainer.history` reports.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ def residual_weight(loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
     return (w["dynamics"] / w["performance"]) * (p.transpose(-1, -2) @ p + u.transpose(-1, -2) @ u)
 
 
-def dual_metric(loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
-    """``V`` = inverse of :func:`residual_weight` per frame (float64 in, same dtype out), (..., C, C)."""
-    return torch.linalg.inv(residual_weight(loss, targets))
+def dual_curvature(loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
+    """``K = V + M M^T`` per frame, (..., n_coordinates, n_coordinates): ``V`` the inverse of
+    :func:`residual_weight` (compute it in float64: ``V`` is the reserves' optimal forces squared)."""
+    m = targets.muscle_matrix
+    return torch.linalg.inv(residual_weight(loss, targets)) + m @ m.transpose(-1, -2)
 
 
 def multiplier_activations(multipliers: torch.Tensor, muscle_matrix: torch.Tensor, lower: torch.Tensor,
@@ -71,19 +77,18 @@ def multiplier_scale(loss: PhysicsLoss, targets: list[PhysicsTargets]) -> np.nda
 
 
 def dual_direction(outputs: torch.Tensor, scale: torch.Tensor, activations: torch.Tensor,
-                   targets: PhysicsTargets, metric: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
-                   damping: float) -> torch.Tensor:
-    """Damped Newton direction of SO's negated dual in the network's output units, (..., n_coordinates).
+                   targets: PhysicsTargets, curvature: torch.Tensor, damping: float) -> torch.Tensor:
+    """The training direction in the network's output units, (..., n_coordinates).
 
     ``outputs`` (..., C) are the network's raw multipliers, ``lam = scale * outputs``;
-    ``activations`` = :func:`multiplier_activations` of ``lam``; ``metric`` = :func:`dual_metric`.
-    Gradient ``scale * (V lam - r)``, Hessian ``S (V + M D M^T) S``, Levenberg-Marquardt damped.
+    ``activations`` = :func:`multiplier_activations` of ``lam``; ``curvature`` = :func:`dual_curvature`.
+    Gradient of the negated dual ``scale * (V lam - r)`` (``V lam = K lam - M M^T lam``), metric
+    ``S K S`` damped by ``damping * diag``.
     """
     lam = scale * outputs
     m = targets.muscle_matrix
-    residual = targets.tau - (m @ activations.unsqueeze(-1)).squeeze(-1)
-    gradient = scale * ((metric @ lam.unsqueeze(-1)).squeeze(-1) - residual)
-    inside = ((activations > lower) & (activations < upper)).to(m.dtype)
-    hessian = metric + (m * inside.unsqueeze(-2)) @ m.transpose(-1, -2)
-    hessian = scale.unsqueeze(-1) * hessian * scale.unsqueeze(-2)
-    return newton_direction(gradient, torch.ones_like(gradient), hessian, damping)
+    free = (m.transpose(-1, -2) @ lam.unsqueeze(-1)).squeeze(-1)  # M^T lam: the activations before clipping
+    gradient = (curvature @ lam.unsqueeze(-1)).squeeze(-1) - targets.tau \
+        - (m @ (free - activations).unsqueeze(-1)).squeeze(-1)
+    hessian = scale.unsqueeze(-1) * curvature * scale.unsqueeze(-2)
+    return newton_direction(scale * gradient, torch.ones_like(gradient), hessian, damping)

@@ -84,7 +84,7 @@ from .errors import InputError, first_line
 from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
 from .network import NetworkConfig, build_network
-from .multipliers import OUTPUTS, dual_direction, dual_metric, multiplier_activations, multiplier_scale
+from .multipliers import OUTPUTS, dual_curvature, dual_direction, multiplier_activations, multiplier_scale
 from .newton import curvature, newton_direction
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .storage import write_atomically
@@ -177,7 +177,7 @@ class TrainConfig:
         What the muscle head outputs (:data:`opensim_pinn.multipliers.OUTPUTS`): ``"activations"``, one
         logit per muscle; ``"multipliers"``, SO's multipliers, one per coordinate, with the activations
         ``clip(M^T lam)`` from the muscle matrix at each frame (:mod:`opensim_pinn.multipliers`; trained by
-        the Newton direction of SO's dual; not for streaming or export).
+        a majorise-minimise step of SO's dual; not for streaming or export).
     batch_windows : int or None
         Windows per optimiser step, drawn across all trials (in all processes
         together under ``torchrun``); ``None``, or at least the corpus's windows:
@@ -487,7 +487,7 @@ class Trainer:
                         frames = logits.shape[0] * logits.shape[1]
                         mine += frames
                         share = frames / n_frames
-                        if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_metric
+                        if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_curvature
                             activations = multiplier_activations(lam_scale * logits, target.muscle_matrix,
                                                                  lower, upper)
                         else:
@@ -502,10 +502,10 @@ class Trainer:
                                 least_cost, _ = loss.controls(activations, target)
                             control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
                             totals["control_fit"] += share * float(control_fit.detach())
-                        if multipliers:  # SO's dual, Newton-damped (opensim_pinn.multipliers)
+                        if multipliers:  # SO's dual, majorise-minimise step (opensim_pinn.multipliers)
                             with torch.no_grad():
                                 direction = dual_direction(logits, lam_scale, activations, target, hessian,
-                                                           lower, upper, damping)
+                                                           damping)
                             part = (logits * direction).sum().div(n_frames) + share * control_fit
                         elif config.precondition:
                             # Gradient of each frame's own loss, then the damped Newton direction in logit space.
@@ -905,10 +905,10 @@ class Trainer:
 
     def _curvature(self, loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
         """Per frame, what the training direction needs: the loss's Hessian in the activations (n_muscles^2),
-        or with multipliers SO's dual metric (n_coordinates^2, :func:`~opensim_pinn.multipliers.dual_metric`,
-        inverted in float64)."""
+        or with multipliers the dual's (n_coordinates^2, :func:`~opensim_pinn.multipliers.dual_curvature`,
+        in float64)."""
         if self.config.outputs == "multipliers":
-            return dual_metric(loss, targets.to(dtype=torch.float64)).to(targets.tau.dtype)
+            return dual_curvature(loss, targets.to(dtype=torch.float64)).to(targets.tau.dtype)
         return curvature(loss, targets, len(self.muscles))
 
     def _normalize(self, features: np.ndarray) -> np.ndarray:
