@@ -35,6 +35,10 @@ How the optimisation is made to converge (the loss is unchanged):
   first half of training. Logits beyond +-:attr:`TrainConfig.logit_limit` are
   pulled back, so that a muscle resting at its bound (a saturated sigmoid) can
   still be switched on where other frames need it.
+- With :attr:`TrainConfig.outputs` ``"multipliers"`` the muscle head outputs SO's
+  multipliers, one per coordinate, and the activations are ``clip(M^T lam)`` from
+  the muscle matrix at each frame; training then back-propagates a damped step of
+  SO's dual in those outputs (:mod:`opensim_pinn.multipliers`) instead.
 - Trials are resampled to the internal rate :attr:`TrainConfig.rate` (Hz;
   :mod:`opensim_pinn.timebase`) and cut into windows of :attr:`TrainConfig.window_s`
   seconds that overlap by half (the BiGRU's time window); the per-frame encoder runs
