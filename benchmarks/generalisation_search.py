@@ -87,6 +87,7 @@ VARIANTS = {
     "mirror+timescale+mlp": {"augment": ["mirror", "timescale"], "network": {"architecture": "mlp"}},
     "multipliers": {"train": {"outputs": "multipliers"}},
     "multipliers+noise0.2": {"train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "mirror+multipliers+noise0.2": {"augment": ["mirror"], "train": {"outputs": "multipliers", "input_noise": 0.2}},
 }
 
 

@@ -378,7 +378,8 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
              external_loads: str | Path | None = None, reserves: str | None = None, folds: str | float | None = None,
              start: float | None = None, end: float | None = None, lowpass: float | None = DEFAULT_LOWPASS_HZ,
              reference: str = "opensim", epochs: int | None = None, architecture: str = "mjca", seed: int = 0,
-             outputs: str = "activations", config=None, out: str | Path, force: bool = False, progress: bool = True) -> dict:
+             outputs: str = "activations", config=None, out: str | Path, force: bool = False,
+             progress: bool = True) -> dict:
     """Cross-validate the network on a manifest's trials or on segments of one trial; write the results.
 
     Parameters
@@ -484,7 +485,8 @@ def format_report(metrics: dict) -> str:
         f"- Model: `{metrics['model']}` ({len(metrics['muscles'])} muscles)",
         f"- Folds: {metrics['n_folds']}, {metrics['folds_from']}",
         f"- Each fold: the network trained label-free on the other folds ({t['epochs']} epochs, architecture "
-        f"`{t['architecture']}`, outputs `{t.get('outputs', 'activations')}`, seed {t['seed']}), then compared on the held-out frames with "
+        f"`{t['architecture']}`, outputs `{t.get('outputs', 'activations')}`, seed {t['seed']}), then compared on "
+        "the held-out frames with "
         f"{metrics['reference']}", "",
         "## Held-out agreement", "",
         "| fold | frames | median R² | mean R² | mean NRMSE | training-frame median R² (vs fast SO) |",

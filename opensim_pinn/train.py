@@ -38,7 +38,8 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
                   seed: int = 0, device: str = "cpu", architecture: str = "mjca", outputs: str = "activations",
-                  out: str | Path, force: bool = False, progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+                  out: str | Path, force: bool = False, progress: bool = True,
+                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                   distributed: bool = False, augment: list[str] | None = None) -> dict | None:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 

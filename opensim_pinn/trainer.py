@@ -87,8 +87,8 @@ from . import __version__
 from .errors import InputError, first_line
 from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
-from .network import NetworkConfig, build_network
 from .multipliers import OUTPUTS, dual_curvature, dual_direction, multiplier_activations, multiplier_scale
+from .network import NetworkConfig, build_network
 from .newton import curvature, newton_direction
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
 from .storage import write_atomically
@@ -557,7 +557,8 @@ class Trainer:
         of the (trial, window) pairs ``step``, one of each per window length; ``noisy(trial, x)`` gives a
         trial's inputs with the epoch's input noise (each frame's noise the same in every window).
 
-        The curvatures (:meth:`_curvature`) are computed here, for the batch's frames only: memory follows the batch, not the corpus.
+        The curvatures (:meth:`_curvature`) are computed here, for the batch's frames only: memory follows
+        the batch, not the corpus.
         """
         by_trial: dict[int, list[int]] = {}
         for trial, window in step:
@@ -639,7 +640,9 @@ class Trainer:
         ``time`` (n_frames,), s: the frames' times, needed with an internal rate
         (:attr:`TrainConfig.rate`): the features are resampled to its ticks and the
         outputs interpolated back to ``time``. Windows as in training; where they
-        overlap, their outputs are blended with triangular weights.
+        overlap, their outputs are blended with triangular weights. With multiplier outputs
+        (:attr:`TrainConfig.outputs`) the blended multipliers are interpolated to ``time`` and the
+        activations are ``clip(M^T lam)`` with the muscle matrix at each frame's own q, qd.
         """
         lower, upper = self._bounds(features.device)
         frame_features = features
