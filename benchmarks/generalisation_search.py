@@ -85,6 +85,9 @@ VARIANTS = {
     "weight_decay1e-2": {"weight_decay": 1e-2},
     "mirror+mlp": {"augment": ["mirror"], "network": {"architecture": "mlp"}},
     "mirror+timescale+mlp": {"augment": ["mirror", "timescale"], "network": {"architecture": "mlp"}},
+    "multipliers": {"train": {"outputs": "multipliers"}},
+    "multipliers+noise0.2": {"train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "mirror+multipliers+noise0.2": {"augment": ["mirror"], "train": {"outputs": "multipliers", "input_noise": 0.2}},
 }
 
 

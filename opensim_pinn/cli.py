@@ -50,6 +50,13 @@ def _augmentations(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _outputs_option(parser):
+    parser.add_argument("--outputs", default="activations", choices=("activations", "multipliers"),
+                        help="what the network outputs: activations, one per muscle (default); multipliers, "
+                             "Static Optimization's multipliers, one per coordinate, with the activations from "
+                             "the muscles at each frame (not for stream or export)")
+
+
 def _reserves_option(parser):
     parser.add_argument("--reserves", metavar="FILE|auto", help=RESERVES_HELP)
 
@@ -190,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mjca: multi-joint cross-attention + BiGRU (default); bigru: without attention; "
                             "cnn: a temporal CNN in place of the attention; mlp: a per-frame MLP baseline "
                             "(no attention, no GRU)")
+    _outputs_option(train)
     train.add_argument("--augment", type=_augmentations, default=[], metavar="KINDS",
                        help="also train on augmented versions of each trial, each with its own inverse dynamics: "
                             "comma-separated mirror (left/right, for _r/_l models), timescale (15%% slower and "
@@ -293,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="network of every fold: one of opensim_pinn.network.ARCHITECTURES (default mjca; "
                                "see 'train --help')")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _outputs_option(evaluate)
     _out_options(evaluate)
 
     demo = commands.add_parser("demo", help="the whole job on the built-in example",
@@ -354,7 +363,8 @@ def run(args: argparse.Namespace) -> None:
                                 start=args.start, end=args.end, lowpass=args.lowpass, step_interval=args.step_interval,
                                 epochs=args.epochs,
                                 time_limit=args.time_limit, seed=args.seed, device=args.device,
-                                architecture=args.architecture, out=args.out, force=args.force,
+                                architecture=args.architecture, outputs=args.outputs, out=args.out,
+                                force=args.force,
                                 snapshot_every=args.snapshot_every, progress=progress,
                                 distributed=args.distributed, augment=args.augment)
         if summary is not None:  # under torchrun, process 0 reports
@@ -413,7 +423,8 @@ def run(args: argparse.Namespace) -> None:
         summary = evaluate(args.model, manifest=args.manifest, motion=args.motion, external_loads=args.external_loads,
                            reserves=args.reserves, folds=args.folds, start=args.start, end=args.end,
                            lowpass=args.lowpass, reference=args.reference, epochs=args.epochs,
-                           architecture=args.architecture, seed=args.seed, out=args.out, force=args.force,
+                           architecture=args.architecture, outputs=args.outputs, seed=args.seed, out=args.out,
+                           force=args.force,
                            progress=progress)
         print(json.dumps(summary, indent=2, default=str))
     elif args.command == "demo":

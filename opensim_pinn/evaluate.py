@@ -263,7 +263,7 @@ def cross_validate(plan: FoldPlan, *, config=None, reference: str = "opensim", f
         "model": str(Path(plan.model).resolve()), "folds_from": plan.how, "gait": plan.gait,
         "reference": REFERENCE_LABELS[reference], "n_folds": len(plan.folds), "muscles": muscles,
         "training": {"epochs": config.epochs, "architecture": config.network.architecture, "seed": config.seed,
-                     "loss_weights": config.loss_weights},
+                     "outputs": config.outputs, "loss_weights": config.loss_weights},
         "folds": fold_metrics, "overall": pooled,
         "wall_s": {"preparing_trials_and_paths": round(prepared_s, 3), "total": round(time.perf_counter() - began, 3)},
         "notes": {
@@ -378,7 +378,8 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
              external_loads: str | Path | None = None, reserves: str | None = None, folds: str | float | None = None,
              start: float | None = None, end: float | None = None, lowpass: float | None = DEFAULT_LOWPASS_HZ,
              reference: str = "opensim", epochs: int | None = None, architecture: str = "mjca", seed: int = 0,
-             config=None, out: str | Path, force: bool = False, progress: bool = True) -> dict:
+             outputs: str = "activations", config=None, out: str | Path, force: bool = False,
+             progress: bool = True) -> dict:
     """Cross-validate the network on a manifest's trials or on segments of one trial; write the results.
 
     Parameters
@@ -393,7 +394,7 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
         Time window of ``motion`` that is cut into folds.
     lowpass : float or None
     reference : "opensim" or "fast"
-    epochs, architecture, seed :
+    epochs, architecture, seed, outputs :
         Training of each fold (ignored where ``config``, a TrainConfig, is given).
     out : path
         ``metrics.json``, ``report.md``, ``fold_r2.png`` and one ``fold_N_muscle_forces.png`` per fold.
@@ -405,6 +406,7 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
     dict
         ``files``, ``report``, ``overall`` (pooled summary), ``folds`` (each fold's summary).
     """
+    from .multipliers import OUTPUTS
     from .network import ARCHITECTURES, NetworkConfig
     from .outputs import OutputFolder
     from .trainer import DEFAULT_EPOCHS, TrainConfig
@@ -416,7 +418,10 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
             raise InputError(f"--epochs must be 1 or more, got {epochs}")
         if architecture not in ARCHITECTURES:
             raise InputError(f"--architecture {architecture}: choose one of {', '.join(ARCHITECTURES)}")
-        config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS, seed=seed, network=NetworkConfig(architecture=architecture))
+        if outputs not in OUTPUTS:
+            raise InputError(f"--outputs {outputs}: choose one of {', '.join(OUTPUTS)}")
+        config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS, seed=seed, outputs=outputs,
+                             network=NetworkConfig(architecture=architecture))
     if (manifest is None) == (motion is None):
         raise InputError("give --manifest FILE (leave one trial out) or --motion with --folds (segments of one trial)")
     if manifest is not None:
@@ -480,7 +485,8 @@ def format_report(metrics: dict) -> str:
         f"- Model: `{metrics['model']}` ({len(metrics['muscles'])} muscles)",
         f"- Folds: {metrics['n_folds']}, {metrics['folds_from']}",
         f"- Each fold: the network trained label-free on the other folds ({t['epochs']} epochs, architecture "
-        f"`{t['architecture']}`, seed {t['seed']}), then compared on the held-out frames with "
+        f"`{t['architecture']}`, outputs `{t.get('outputs', 'activations')}`, seed {t['seed']}), then compared on "
+        "the held-out frames with "
         f"{metrics['reference']}", "",
         "## Held-out agreement", "",
         "| fold | frames | median R² | mean R² | mean NRMSE | training-frame median R² (vs fast SO) |",

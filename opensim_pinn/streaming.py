@@ -163,6 +163,9 @@ def check_streamable(trainer) -> None:
     from .fused import fusable
 
     config = trainer.network.config
+    if trainer.config.outputs != "activations":
+        raise InputError(f"this checkpoint's network outputs {trainer.config.outputs} (train --outputs "
+                         f"{trainer.config.outputs}), which cannot stream yet; train with --outputs activations")
     if not fusable(trainer.network):
         raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
                          "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")

@@ -22,6 +22,7 @@ import numpy as np
 from .augment import augmented_settings, check_augmentations
 from .errors import InputError
 from .external_loads import check_same_loads
+from .multipliers import OUTPUTS
 from .network import NetworkConfig
 from .distributed import session
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -36,8 +37,9 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                   batch_windows: int | None = None, reserves: str | None = None,
                   start: float | None = None, end: float | None = None, lowpass: float | None = 6.0,
                   step_interval: int = 1, epochs: int | None = None, time_limit: float | None = None,
-                  seed: int = 0, device: str = "cpu", architecture: str = "mjca", out: str | Path, force: bool = False,
-                  progress: bool = True, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+                  seed: int = 0, device: str = "cpu", architecture: str = "mjca", outputs: str = "activations",
+                  out: str | Path, force: bool = False, progress: bool = True,
+                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
                   distributed: bool = False, augment: list[str] | None = None) -> dict | None:
     """Prepare trials of ``model``, train the network on them and write ``out/checkpoint.pt`` and ``out/history.csv``.
 
@@ -76,6 +78,8 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     seed : int
     device : "cpu" or "cuda"
     architecture : "mjca", "bigru", "cnn" or "mlp"
+    outputs : "activations" or "multipliers"
+        What the network's muscle head outputs (:attr:`~opensim_pinn.trainer.TrainConfig.outputs`).
     out : path
         Output folder.
     force : bool
@@ -134,6 +138,8 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     if batch_windows is not None and batch_windows < 1:
         raise InputError(f"--batch-windows must be 1 or more, got {batch_windows}")
     check_augmentations(augment or [])
+    if outputs not in OUTPUTS:
+        raise InputError(f"--outputs {outputs}: choose one of {', '.join(OUTPUTS)}")
     held_out = [] if validation is None else read_manifest(validation)
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()  # in every process before they meet (session)
     check_not_training(out)
@@ -149,7 +155,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
                  "reserves": reserves if reserves in (None, "auto") else absolute(reserves),
                  "start": start, "end": end, "lowpass": lowpass, "step_interval": step_interval,
                  "epochs": epochs or DEFAULT_EPOCHS, "time_limit": time_limit, "seed": seed, "device": device,
-                 "architecture": architecture, "force": force, "snapshot_every": snapshot_every,
+                 "architecture": architecture, "outputs": outputs, "force": force, "snapshot_every": snapshot_every,
                  "windows": windows or [[start, end]] * len(motions), "batch_windows": batch_windows,
                  "names": names,
                  "validation": [{"name": t.name, "motion": str(t.motion), "external_loads": absolute(t.external_loads),
@@ -232,7 +238,8 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
     muscle_model = MusculoskeletalModel(info, polynomials)
     fitted = time.perf_counter()
     config = TrainConfig(epochs=settings["epochs"], time_limit_s=settings["time_limit"], seed=settings["seed"],
-                         device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]))
+                         device=settings["device"], network=NetworkConfig(architecture=settings["architecture"]),
+                         outputs=settings.get("outputs", "activations"))
     config.batch_windows = settings.get("batch_windows")
     validation_files = input_files({**settings, "motions": [m for m, _, _ in held_out],
                                     "external_loads": [x for _, x, _ in held_out]})
@@ -259,7 +266,7 @@ def _run_training(settings: dict, out: Path, *, progress: bool, snapshot: dict |
         "files": [str(out / n) for n in TRAIN_OUTPUTS],
         "trials": [t.name for t in trials], "n_frames": sum(len(t.time) for t in trials),
         "muscles": len(trainer.muscles), "coordinates": len(trainer.coordinates),
-        "epochs": len(trainer.history), "architecture": settings["architecture"],
+        "epochs": len(trainer.history), "architecture": settings["architecture"], "outputs": trainer.config.outputs,
         "final_loss": {k: last.get(k) for k in ("dynamics", "performance", "boundary", "total")},
         "training_agreement": _training_agreement(trainer, trials, info, muscle_model),
         **({"validation_trials": [t.name for t in validation], "best_epoch": trainer.best_epoch,

@@ -35,6 +35,10 @@ How the optimisation is made to converge (the loss is unchanged):
   first half of training. Logits beyond +-:attr:`TrainConfig.logit_limit` are
   pulled back, so that a muscle resting at its bound (a saturated sigmoid) can
   still be switched on where other frames need it.
+- With :attr:`TrainConfig.outputs` ``"multipliers"`` the muscle head outputs SO's
+  multipliers, one per coordinate, and the activations are ``clip(M^T lam)`` from
+  the muscle matrix at each frame; training then back-propagates a damped step of
+  SO's dual in those outputs (:mod:`opensim_pinn.multipliers`) instead.
 - Trials are resampled to the internal rate :attr:`TrainConfig.rate` (Hz;
   :mod:`opensim_pinn.timebase`) and cut into windows of :attr:`TrainConfig.window_s`
   seconds that overlap by half (the BiGRU's time window); the per-frame encoder runs
@@ -83,6 +87,7 @@ from . import __version__
 from .errors import InputError, first_line
 from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
+from .multipliers import OUTPUTS, dual_curvature, dual_direction, multiplier_activations, multiplier_scale
 from .network import NetworkConfig, build_network
 from .newton import curvature, newton_direction
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -172,6 +177,11 @@ class TrainConfig:
         Logits beyond +-this are pulled back (with ``precondition``): a muscle at
         its bound sits within ``sigmoid(-logit_limit)`` of it instead of drifting
         to a logit where no gradient can bring it back.
+    outputs : str
+        What the muscle head outputs (:data:`opensim_pinn.multipliers.OUTPUTS`): ``"activations"``, one
+        logit per muscle; ``"multipliers"``, SO's multipliers, one per coordinate, with the activations
+        ``clip(M^T lam)`` from the muscle matrix at each frame (:mod:`opensim_pinn.multipliers`; trained by
+        a majorise-minimise step of SO's dual; not for streaming or export).
     batch_windows : int or None
         Windows per optimiser step, drawn across all trials (in all processes
         together under ``torchrun``); ``None``, or at least the corpus's windows:
@@ -196,7 +206,12 @@ class TrainConfig:
     input_noise: float = DEFAULT_INPUT_NOISE
     threads: int | None = 1
     batch_windows: int | None = None
+    outputs: str = "activations"
     network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def __post_init__(self) -> None:
+        if self.outputs not in OUTPUTS:
+            raise ValueError(f"outputs {self.outputs!r}: choose one of {', '.join(OUTPUTS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -357,12 +372,13 @@ class Trainer:
                            window_index(len(trial.time), config.window_frames(), device=device),
                            exact.to(device=device, dtype=torch.float32)))
         self.control_scale = control_scale(physics)
+        self.multiplier_scale = multiplier_scale(loss, physics) if config.outputs == "multipliers" else None
         del physics, exact  # the float64 copies are not needed while training
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
-                                         len(self.muscles), len(self.actuators)).to(device)
+                                         self._n_outputs(), len(self.actuators)).to(device)
         held_out = self._validation_data(validation) if validation else None
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.history, self.best_epoch, self._best = [], None, None
@@ -395,12 +411,14 @@ class Trainer:
         config = self.config
         lower, upper = loss.min_control, loss.max_control
         scale = torch.as_tensor(self.control_scale, dtype=torch.float32, device=lower.device)
-        n_muscles = len(self.muscles)
+        multipliers = config.outputs == "multipliers"
+        if multipliers:
+            lam_scale = torch.as_tensor(self.multiplier_scale, dtype=torch.float32, device=lower.device)
         counts = [index.shape[0] for _, index, _ in corpus]
         world = 1 if distributed is None else distributed.world_size
         full_batch = distributed is None and (config.batch_windows is None or config.batch_windows >= sum(counts))
         if full_batch:  # one step per epoch; the curvatures of the whole corpus are computed once
-            groups = [(x, index, target[index], curvature(loss, target, n_muscles)[index])
+            groups = [(x, index, target[index], self._curvature(loss, target)[index])
                       for x, index, target in corpus]
             n_steps = 1
         else:
@@ -473,8 +491,12 @@ class Trainer:
                         frames = logits.shape[0] * logits.shape[1]
                         mine += frames
                         share = frames / n_frames
-                        slope = torch.sigmoid(logits)
-                        activations = lower + (upper - lower) * slope
+                        if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_curvature
+                            activations = multiplier_activations(lam_scale * logits, target.muscle_matrix,
+                                                                 lower, upper)
+                        else:
+                            slope = torch.sigmoid(logits)
+                            activations = lower + (upper - lower) * slope
                         terms = loss(activations, target)
                         for name in terms:
                             totals[name] += share * float(terms[name].detach())
@@ -484,7 +506,12 @@ class Trainer:
                                 least_cost, _ = loss.controls(activations, target)
                             control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
                             totals["control_fit"] += share * float(control_fit.detach())
-                        if config.precondition:
+                        if multipliers:  # SO's dual, majorise-minimise step (opensim_pinn.multipliers)
+                            with torch.no_grad():
+                                direction = dual_direction(logits, lam_scale, activations, target, hessian,
+                                                           damping)
+                            part = (logits * direction).sum().div(n_frames) + share * control_fit
+                        elif config.precondition:
                             # Gradient of each frame's own loss, then the damped Newton direction in logit space.
                             gradient, = torch.autograd.grad(terms["total"] * frames, activations, retain_graph=True)
                             with torch.no_grad():
@@ -530,9 +557,9 @@ class Trainer:
         of the (trial, window) pairs ``step``, one of each per window length; ``noisy(trial, x)`` gives a
         trial's inputs with the epoch's input noise (each frame's noise the same in every window).
 
-        The curvatures are computed here, for the batch's frames only: memory follows the batch, not the corpus.
+        The curvatures (:meth:`_curvature`) are computed here, for the batch's frames only: memory follows
+        the batch, not the corpus.
         """
-        n_muscles = len(self.muscles)
         by_trial: dict[int, list[int]] = {}
         for trial, window in step:
             by_trial.setdefault(trial, []).append(window)
@@ -541,8 +568,8 @@ class Trainer:
             x, index, target = corpus[trial]
             x = noisy(trial, x)
             frames = index[torch.tensor(chosen, device=index.device)]
-            hessian = curvature(loss, target[frames.reshape(-1)], n_muscles).reshape(*frames.shape, n_muscles,
-                                                                                      n_muscles)
+            hessian = self._curvature(loss, target[frames.reshape(-1)])
+            hessian = hessian.reshape(*frames.shape, *hessian.shape[-2:])
             inputs, targets, hessians = by_length.setdefault(frames.shape[1], ([], [], []))
             inputs.append(x[frames])
             targets.append(target[frames])
@@ -613,19 +640,40 @@ class Trainer:
         ``time`` (n_frames,), s: the frames' times, needed with an internal rate
         (:attr:`TrainConfig.rate`): the features are resampled to its ticks and the
         outputs interpolated back to ``time``. Windows as in training; where they
-        overlap, their outputs are blended with triangular weights.
+        overlap, their outputs are blended with triangular weights. With multiplier outputs
+        (:attr:`TrainConfig.outputs`) the blended multipliers are interpolated to ``time`` and the
+        activations are ``clip(M^T lam)`` with the muscle matrix at each frame's own q, qd.
         """
         lower, upper = self._bounds(features.device)
+        frame_features = features
         features, grid = self._to_ticks(features, time)
         n_frames = features.shape[0]
         index = window_index(n_frames, self.config.window_frames(), device=features.device)
         with torch.inference_mode():
             logits, heads = self._window_outputs(features, index)
-            activations = lower + (upper - lower) * blend(torch.sigmoid(logits), index, n_frames)
             controls = None if heads is None else blend(heads, index, n_frames) * torch.as_tensor(
                 self.control_scale, dtype=heads.dtype, device=heads.device)
-        activations = self._to_frames(activations, grid, time, lower, upper)
+            if self.config.outputs == "multipliers":
+                lam = self._to_frames(blend(logits, index, n_frames), grid, time) * torch.as_tensor(
+                    self.multiplier_scale, dtype=logits.dtype, device=logits.device)
+                activations = self._multiplier_activations(frame_features, lam, lower, upper)
+            else:
+                activations = lower + (upper - lower) * blend(torch.sigmoid(logits), index, n_frames)
+                activations = self._to_frames(activations, grid, time, lower, upper)
         return activations, None if controls is None else self._to_frames(controls, grid, time)
+
+    def _multiplier_activations(self, features: torch.Tensor, lam: torch.Tensor, lower: torch.Tensor,
+                                upper: torch.Tensor) -> torch.Tensor:
+        """``clip(M^T lam)`` (n_frames, n_muscles) with M from the float32 muscle module at the frames' q, qd,
+        recovered from the normalised ``features`` (n_frames, n_features); ``lam`` (n_frames, n_coordinates)."""
+        c = len(self.coordinates)
+        mean = torch.as_tensor(self.feature_mean[:2 * c], dtype=features.dtype, device=features.device)
+        std = torch.as_tensor(self.feature_std[:2 * c], dtype=features.dtype, device=features.device)
+        kinematics = features[:, :2 * c] * std + mean
+        model = self.inference_muscle_model()
+        matrix, _ = model.muscle_matrix(kinematics[:, :c].to(model.max_isometric_force.device),
+                                        kinematics[:, c:].to(model.max_isometric_force.device))
+        return multiplier_activations(lam, matrix.to(lam.device), lower, upper)
 
     def activations(self, features: torch.Tensor, time: np.ndarray | None = None) -> torch.Tensor:
         """The activations of :meth:`outputs`."""
@@ -706,6 +754,8 @@ class Trainer:
             "path_polynomials": [p.to_dict() for p in self.polynomials],
             "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
             "control_scale": np.asarray(self.control_scale, float).tolist(),
+            "multiplier_scale": None if getattr(self, "multiplier_scale", None) is None
+            else np.asarray(self.multiplier_scale, float).tolist(),
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
             "best_epoch": getattr(self, "best_epoch", None),
@@ -771,8 +821,12 @@ class Trainer:
         # Checkpoints written before the actuator head load without it (no actuator controls to predict).
         head = any(k.startswith("actuator_head.") for k in state["network_state"])
         trainer.control_scale = np.array(state.get("control_scale") or [1.0] * len(trainer.actuators), float)
+        scale = state.get("multiplier_scale")
+        trainer.multiplier_scale = None if scale is None else np.array(scale, float)
+        if trainer.config.outputs == "multipliers" and trainer.multiplier_scale is None:
+            raise ValueError("multiplier outputs without their multiplier_scale")
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
-                                        len(trainer.grf_labels), len(trainer.muscles),
+                                        len(trainer.grf_labels), trainer._n_outputs(),
                                         len(trainer.actuators) if head else 0)
         trainer.network.load_state_dict(state["network_state"])
         trainer.network.eval()
@@ -851,6 +905,18 @@ class Trainer:
         lower = torch.tensor([by_name[m].min_control for m in self.muscles], dtype=torch.float32, device=device)
         upper = torch.tensor([by_name[m].max_control for m in self.muscles], dtype=torch.float32, device=device)
         return lower, upper
+
+    def _n_outputs(self) -> int:
+        """Outputs of the muscle head: one per muscle, or one multiplier per coordinate."""
+        return len(self.coordinates) if self.config.outputs == "multipliers" else len(self.muscles)
+
+    def _curvature(self, loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
+        """Per frame, what the training direction needs: the loss's Hessian in the activations (n_muscles^2),
+        or with multipliers the dual's (n_coordinates^2, :func:`~opensim_pinn.multipliers.dual_curvature`,
+        in float64)."""
+        if self.config.outputs == "multipliers":
+            return dual_curvature(loss, targets.to(dtype=torch.float64)).to(targets.tau.dtype)
+        return curvature(loss, targets, len(self.muscles))
 
     def _normalize(self, features: np.ndarray) -> np.ndarray:
         return (features - self.feature_mean) / self.feature_std
