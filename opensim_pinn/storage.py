@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, one_line, read_input_file
+from .number_text import format_columns
 
 _MAX_HEADER_LINES = 10_000
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -269,9 +270,8 @@ def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int |
     digits = [digits] * len(labels) if isinstance(digits, int) else list(digits)
     if len(digits) != len(labels):
         raise ValueError(f"{len(digits)} digits for {len(labels)} columns")
-    row_format = "\t".join(f"%.{n}g" for n in [17, *digits][:rows.shape[1]]) + "\n"  # 17: exact float64
-    body = "".join(row_format % tuple(row) for row in rows.tolist())
-    write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
+    body = format_columns(rows, [17, *digits][:rows.shape[1]])  # 17: exact float64; the bytes of '%.17g'
+    write_atomically(path, ("\n".join(header) + "\n").encode("utf-8") + body)
 
 
 def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
