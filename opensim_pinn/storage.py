@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -46,7 +47,7 @@ from .number_text import format_columns
 
 _MAX_HEADER_LINES = 10_000
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_PLAIN_NUMBERS = re.compile(r"[0-9eE+\-.\s]*")
+_PLAIN_NUMBER_BYTES = b"0123456789eE+-. \t\n\x0b\x0c"  # digits, signs, point, ASCII whitespace
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity|1\.#(?:qnan|snan|ind|inf)\d*)(?:\(\w*\))?", re.IGNORECASE)
 _WRITTEN_KEYS = {"version", "nrows", "ncolumns", "indegrees", "datarows", "datacolumns"}
@@ -143,7 +144,7 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
     """
     path = Path(path)
     text = _decode(path, read_input_file(path, "Storage file"))
-    lines = _LINE_BREAK.split(text)
+    lines = text.split("\n") if "\r" not in text else _LINE_BREAK.split(text)
     end = next((i for i, line in enumerate(lines[:_MAX_HEADER_LINES])
                 if line.strip().lower() == "endheader"), None)
     if end is None:
@@ -309,12 +310,11 @@ def _parse_rows(path: Path, rows: list[tuple[int, str]], labels: list[str]) -> n
     """
     n_columns = len(labels)
     text = "\n".join(line for _, line in rows)
-    if _PLAIN_NUMBERS.fullmatch(text):  # fast path: every cell at once
-        try:
-            values = np.array(text.split(), dtype=float)
-            if values.size == len(rows) * n_columns and all(len(line.split()) == n_columns
-                                                           for _, line in rows):
-                return values.reshape(len(rows), n_columns)
+    if rows and text.isascii() and not text.encode("ascii").translate(None, _PLAIN_NUMBER_BYTES):
+        try:  # fast path: every cell at once, parsed as float() parses (numpy's C reader); any doubt below
+            values = np.loadtxt(io.StringIO(text), dtype=float, comments=None, ndmin=2, encoding=None)
+            if values.shape == (len(rows), n_columns):
+                return values
         except ValueError:
             pass
     values = np.empty((len(rows), n_columns))
