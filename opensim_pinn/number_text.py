@@ -18,10 +18,10 @@ MAX_DIGITS = 17
 
 _POWERS = 10.0 ** np.arange(23)  # exact in float64
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a float64 into two 26-bit halves
-_CELLS_AT_ONCE = 32768
+_CELLS_AT_ONCE = 8192
 _TIE_MARGIN = 1e-9  # |fraction - 0.5| below this (float error is < 1e-14): Python decides
-_FOUR_DIGITS = (48 + np.stack([np.arange(10000) // 10 ** k % 10 for k in (3, 2, 1, 0)], axis=1)).astype(
-    np.uint8).view("<u4").reshape(-1)  # k -> the 4 ASCII digits of k, first digit in the lowest byte
+_DIGIT = (48 + np.stack([np.arange(10000) // 10 ** k % 10 for k in (3, 2, 1, 0)])).astype(np.uint8)
+"""_DIGIT[j][k]: the ASCII code of digit j of k (0 <= k < 10^4, written with 4 digits)."""
 _DOT, _ZERO, _MINUS, _PLUS, _E = (ord(c) for c in ".0-+e")
 
 
@@ -63,19 +63,20 @@ def _cells(values: np.ndarray, n: int) -> np.ndarray:
     negative = np.signbit(v)
     a = np.abs(v)
     zero = a == 0
+    exact = 2.0 ** -52 * 10 ** n < 1e-4  # a x 10^p rounded once is close enough to decide (n <= 11)
+    margin = max(_TIE_MARGIN, 2.0 ** -52 * 10 ** n) if exact else _TIE_MARGIN
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exponent = np.floor(np.log10(np.where(zero, 1.0, a)))
         p = n - 1 - exponent  # a x 10^p has n digits before the point
-        fast = np.isfinite(p) & (p >= 0) & (p <= 22) & ~zero
-        p = np.where(fast, p, 0).astype(np.intp)
-        scale = _POWERS[p]
-        hi = a * scale  # a x 10^p = hi + lo exactly (Dekker)
-        lo = _product_error(a, scale, hi)
+        fast = (p >= 0) & (p <= 22) & ~zero  # NaN and inf fail too
+        scale = _POWERS[np.where(fast, p, 0).astype(np.intp)]
+        hi = a * scale
+        lo = np.zeros_like(hi) if exact else _product_error(a, scale, hi)  # a x 10^p = hi + lo exactly
         whole = np.rint(hi)
         fraction = (hi - whole) + lo
         step = np.rint(fraction)
     decade = 10 ** (n - 1)
-    fast &= np.abs(np.abs(fraction - step) - 0.5) >= _TIE_MARGIN
+    fast &= np.abs(np.abs(fraction - step) - 0.5) >= margin  # ties and near ties: Python decides
     fast &= (hi > decade) | ((hi == decade) & (lo >= 0))  # log10 was off by one (next to a power of
     fast &= (hi < 10 * decade) | ((hi == 10 * decade) & (lo < 0))  # ten): Python decides
     number = np.where(fast, whole, 0).astype(np.int64) + np.where(fast, step, 0).astype(np.int64)  # n digits
@@ -83,38 +84,34 @@ def _cells(values: np.ndarray, n: int) -> np.ndarray:
     carried = number == 10 * decade  # rounded up to the next decade (9.99.. -> 10.0)
     number[carried] = decade
     exponent[carried] += 1
-    text = _digits(np.where(fast, number, 0), n)  # (cells, n) ASCII digits
-    last = n - np.argmax(text[:, ::-1] != _ZERO, axis=1)  # significant digits once trailing zeros go
     fixed = fast & (exponent >= -4) & (exponent < n)
-    kept = np.where(fixed & (exponent >= 0), np.maximum(last, exponent + 1), last)
-    text[np.arange(n) >= kept[:, None]] = 0
-    point = np.where(kept > np.where(fixed & (exponent >= 0), exponent + 1, 1), _DOT, 0).astype(np.uint8)
-    point[fixed & (exponent < 0)] = _DOT
-    out[:, 0] = np.where(negative & (fast | zero), _MINUS, 0)
-    for x in (np.flatnonzero(np.bincount(exponent[fixed] + 4, minlength=1)) - 4).tolist():
-        cells = np.flatnonzero(fixed & (exponent == x))
-        if x >= 0:  # ddd.ddd
-            out[cells, 1:x + 2] = text[cells, :x + 1]
-            out[cells, x + 2] = point[cells]
-            out[cells, x + 3:n + 2] = text[cells, x + 1:]
-        else:  # 0.000ddd
-            out[cells, 1] = _ZERO
-            out[cells, 2] = _DOT
-            out[cells, 3:2 - x] = _ZERO
-            out[cells, 2 - x:2 - x + n] = text[cells]
+    small = fixed & (exponent < 0)  # 0.000ddd: the digits start 1 to 4 places after the point
+    place = np.where(fixed, exponent, 0)  # digits 0..place before the point (d.ddde-XX: place 0)
+    text = _digits(number, np.where(small, 4 + exponent, 3), n + 3)  # (n + 3, cells); small: '000ddd'
+    last = n + 3 - np.argmax(text[::-1] != _ZERO, axis=0)  # digits once trailing zeros go
+    kept = np.where(fast, np.where(small, last, np.maximum(last, place + 1)), 0)
+    text *= np.arange(n + 3)[:, None] < kept  # trailing zeros dropped (0 bytes)
+    digits = text[:n]
+    left = np.arange(n)[:, None] <= place
+    out = np.zeros((width, v.size), np.uint8)  # character by character: long rows, fast numpy loops
+    out[1:n + 1] = digits * left
+    out[2:n + 2] |= digits * ~(left | small)
+    out[3:n + 6] |= text * small
+    out[1] = np.where(small, _ZERO, out[1])
+    point = np.where(small | (kept > place + 1), _DOT, 0).astype(np.uint8)
+    out.reshape(-1)[np.where(small, 2, place + 2) * v.size + np.arange(v.size)] = point
     cells = np.flatnonzero(fast & ~fixed)  # d.ddde-XX
     if cells.size:
-        out[cells, 1] = text[cells, 0]
-        out[cells, 2] = point[cells]
-        out[cells, 3:n + 2] = text[cells, 1:]
         x = exponent[cells]
-        out[cells, n + 2] = _E
-        out[cells, n + 3] = np.where(x < 0, _MINUS, _PLUS)
+        out[n + 2, cells] = _E
+        out[n + 3, cells] = np.where(x < 0, _MINUS, _PLUS)
         x = np.abs(x)
-        out[cells, n + 4] = np.where(x >= 100, _ZERO + x // 100, 0)
-        out[cells, n + 5] = _ZERO + x // 10 % 10
-        out[cells, n + 6] = _ZERO + x % 10
-    out[zero, 1] = _ZERO
+        out[n + 4, cells] = np.where(x >= 100, _ZERO + x // 100 % 10, 0)
+        out[n + 5, cells] = _ZERO + x // 10 % 10
+        out[n + 6, cells] = _ZERO + x % 10
+    out[0] = np.where(negative & (fast | zero), _MINUS, 0)
+    out[1, zero] = _ZERO
+    out = np.ascontiguousarray(out.T)
     _python(out, v, np.flatnonzero(~fast & ~zero), n)
     return out.reshape(*shape, width)
 
@@ -132,18 +129,25 @@ def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return high, x - high
 
 
-def _digits(number: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` decimal digits of ``number`` (< 10^n, int64), leading zeros included: ASCII uint8 (cells, n)."""
-    parts = [(number, n)] if n <= 8 else [(number % 100_000_000, 8), (number // 100_000_000, n - 8)]
-    chunks = []  # 4 digits each, the last digits first
+def _digits(number: np.ndarray, shift: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` decimal digits of ``number x 10^shift`` (number < 10^17 int64, shift 0 to 3 per cell, the product
+    < 10^m), leading zeros included: ASCII uint8 (m, cells)."""
+    scale = _POWERS[shift]
+    if m <= 11:
+        parts = [(number.astype(np.float64) * scale, m)]  # < 10^11: exact in float64, whose division is fast
+    else:
+        high, low = np.divmod(number, 100_000_000)
+        low = low.astype(np.float64) * scale
+        carry = np.floor(low / 1e8)
+        parts = [(low - carry * 1e8, 8), (high.astype(np.float64) * scale + carry, m - 8)]  # < 10^12: exact
+    rows = []  # one per digit, the last digits first
     for part, count in parts:
-        part = part.astype(np.float64)  # < 10^9: exact, and float division is fast
-        for _ in range(-(-count // 4)):
+        for chunk in range(-(-count // 4)):
             quotient = np.floor(part / 10000.0)
-            chunks.append(_FOUR_DIGITS[(part - quotient * 10000.0).astype(np.intp)])
+            four = (part - quotient * 10000.0).astype(np.intp)
+            rows += [_DIGIT[k][four] for k in range(3, 3 - min(4, count - 4 * chunk), -1)]
             part = quotient
-    text = np.stack(chunks[::-1], axis=1).view(np.uint8)
-    return np.ascontiguousarray(text[:, text.shape[1] - n:])
+    return np.stack(rows[::-1])
 
 
 def _python(out: np.ndarray, values: np.ndarray, cells: np.ndarray, n: int) -> None:
