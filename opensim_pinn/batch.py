@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,10 @@ import torch
 
 from .errors import InputError
 from .manifest import ManifestTrial, read_manifest
+
+
+_WRITES_AHEAD = 2
+"""Trials inferred while earlier ones are still being written (their arrays wait in memory)."""
 
 
 def my_share(trials: list[ManifestTrial], environ=os.environ) -> tuple[list[ManifestTrial], int, int]:
@@ -63,7 +68,8 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
     -------
     dict
         ``trials``, ``files`` (count), ``throughput`` (frames, wall_s, frames_per_s, steps_s: reading,
-        inference, writing), ``preparation_s`` (checkpoint loading).
+        inference, writing; writing runs in a thread beside the next trials' inference, so the steps can add up
+        to more than wall_s), ``preparation_s`` (checkpoint loading).
     """
     from tqdm import tqdm
 
@@ -92,16 +98,31 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
     output = OutputFolder(out, [n for files in names.values() for n in files], force=force)
     output.check()
     steps = {"reading": time.perf_counter() - began, "inference": 0.0, "writing": 0.0}
-    with torch_threads(threads), output as staging:
-        for k in tqdm(kinematics, desc="predict", unit="trial", disable=not progress):
-            step = time.perf_counter()
-            activations, forces, head, fibers = infer(trainer, k)
-            controls, actuators = network_controls(trainer, head, len(k.time), checkpoint)
-            written = time.perf_counter()
-            write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators,
-                              fiber_lengths=fibers)
-            steps["inference"] += written - step
-            steps["writing"] += time.perf_counter() - written
+
+    def write(k, activations, forces, controls, actuators, fibers):
+        step = time.perf_counter()
+        write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators,
+                          fiber_lengths=fibers)
+        steps["writing"] += time.perf_counter() - step
+
+    # One writer thread: a trial's files are formatted and flushed to disk (fsync) while the next trial is inferred.
+    with torch_threads(threads), output as staging, ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        written = []  # the trials being written: at most _WRITES_AHEAD, so memory stays bounded
+        try:
+            for k in tqdm(kinematics, desc="predict", unit="trial", disable=not progress):
+                step = time.perf_counter()
+                activations, forces, head, fibers = infer(trainer, k)
+                controls, actuators = network_controls(trainer, head, len(k.time), checkpoint)
+                steps["inference"] += time.perf_counter() - step
+                written.append(writer.submit(write, k, activations, forces, controls, actuators, fibers))
+                while written and (len(written) > _WRITES_AHEAD or written[0].done()):
+                    written.pop(0).result()  # a failed write stops the run at once
+            for files in written:
+                files.result()
+        except BaseException:
+            for files in written:
+                files.cancel()
+            raise
     wall = time.perf_counter() - began
     n_frames = sum(len(k.time) for k in kinematics)
     return {"trials": len(trials), "files": sum(map(len, names.values())), "out": str(out),

@@ -341,10 +341,11 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
     ``fiber_lengths`` (n_frames, n_muscles), m: :func:`rigid_tendon_fiber_lengths`, computed here if not given.
     """
     state_names = set(getattr(trainer, "state_variables", None) or [])
+    owners = _state_owners(state_names)
     n_frames = len(kinematics.time)
     labels, columns = [], []
     for coordinate in trainer.info.coordinates:
-        prefix = (_state_prefix(state_names, coordinate.name, "value")
+        prefix = (owners.get((coordinate.name, "value"))
                   or f"/jointset/{coordinate.joint}/{coordinate.name}")
         if coordinate.name in kinematics.coordinates:
             i = kinematics.coordinates.index(coordinate.name)
@@ -357,7 +358,7 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
         fiber_lengths = rigid_tendon_fiber_lengths(trainer.inference_muscle_model(), kinematics.q)
     by_name = {m.name: m for m in trainer.info.muscles}
     for m, muscle in enumerate(trainer.muscles):
-        prefix = (_state_prefix(state_names, muscle, "activation") or _state_prefix(state_names, muscle, "fiber_length")
+        prefix = (owners.get((muscle, "activation")) or owners.get((muscle, "fiber_length"))
                   or f"/forceset/{muscle}")
         labels.append(f"{prefix}/activation")
         columns.append(activations[:, m])
@@ -372,12 +373,15 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
                                   "activations predicted by the network, fiber lengths with a rigid tendon."])
 
 
-def _state_prefix(state_names: set[str], component: str, state: str) -> str | None:
-    """Path of the component named ``component`` that owns ``state`` among the model's state names."""
+def _state_owners(state_names: set[str]) -> dict[tuple[str, str], str]:
+    """(component name, state) -> path of the component that owns that state, among the model's state names
+    (``/forceset/soleus_r/activation`` -> ``("soleus_r", "activation"): "/forceset/soleus_r"``); for a name
+    that two components share, the first one met."""
+    owners = {}
     for name in state_names:
-        if name.endswith(f"/{component}/{state}"):
-            return name[: -len(state) - 1]
-    return None
+        path, _, state = name.rpartition("/")
+        owners.setdefault((path.rpartition("/")[2], state), path)
+    return owners
 
 
 def rigid_tendon_fiber_lengths(model, q, lengths=None) -> np.ndarray:
