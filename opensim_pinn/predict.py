@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .storage import FLOAT32_DIGITS, StorageTable, write_storage
+from .storage import FLOAT32_DIGITS, StorageTable, storage_bytes, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +195,16 @@ def network_controls(trainer, head: np.ndarray | None, n_frames: int, checkpoint
 
 def write_predictions(folder: Path, names: list[str], trainer, kinematics, activations: np.ndarray,
                       forces: np.ndarray, controls: np.ndarray, actuators: list[str],
-                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None) -> None:
+                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None,
+                      write=write_atomically) -> None:
     """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
     ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
     (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given.
 
     The network's outputs (activations, muscle forces, the actuator head's controls) are float32 numbers:
     they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits; the exact controls (with the
-    physics check, float64) and coordinates with 17."""
+    physics check, float64) and coordinates with 17. ``write(path, content)`` writes each file's bytes
+    (:func:`~opensim_pinn.storage.write_atomically`; a function that hands them to a writer thread)."""
     from .static_opt import StaticOptimizationResult, activation_table, force_table
 
     optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
@@ -212,13 +214,13 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                                       forces=np.hstack([forces, actuator_forces]),
                                       converged=np.ones(len(kinematics.time), bool))
     digits = [FLOAT32_DIGITS] * len(trainer.muscles) + [17 if check is not None else FLOAT32_DIGITS] * len(actuators)
-    write_storage(folder / names[0], force_table(result, kinematics.name), digits=digits)
-    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=digits)
+    write(folder / names[0], storage_bytes(force_table(result, kinematics.name), digits=digits))
+    write(folder / names[1], storage_bytes(activation_table(result, kinematics.name), digits=digits))
     states = states_table(trainer, kinematics, activations, fiber_lengths)  # coordinates float64, muscles float32
     muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
-    write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
+    write(folder / names[2], storage_bytes(states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state]))
     if check is not None:
-        write_storage(folder / names[3], check)
+        write(folder / names[3], storage_bytes(check))
 
 
 def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:

@@ -216,7 +216,7 @@ network's outputs, written with ``digits=FLOAT32_DIGITS``: the file is half as l
 
 
 def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int | list[int] = 17) -> None:
-    """Write ``table`` as an OpenSim 4 Storage file.
+    """Write ``table`` as an OpenSim 4 Storage file: :func:`storage_bytes` written with :func:`write_atomically`.
 
     ``digits``: significant digits of the data columns (one number, or one per column); the time column
     always has 17.
@@ -236,7 +236,11 @@ def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int |
         The data do not match the labels, or a label cannot be written
         (empty, with tabs or line breaks, duplicated, or ``time``).
     """
-    path = Path(path)
+    write_atomically(Path(path), storage_bytes(table, digits=digits))
+
+
+def storage_bytes(table: StorageTable, *, digits: int | list[int] = 17) -> bytes:
+    """The content of the Storage file :func:`write_storage` writes for ``table`` (same arguments and errors)."""
     data = np.asarray(table.data, dtype=float)
     time = np.asarray(table.time, dtype=float).reshape(-1)
     labels = [str(label) for label in table.labels]
@@ -272,7 +276,7 @@ def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int |
     if len(digits) != len(labels):
         raise ValueError(f"{len(digits)} digits for {len(labels)} columns")
     body = format_columns(rows, [17, *digits][:rows.shape[1]])  # 17: exact float64; the bytes of '%.17g'
-    write_atomically(path, ("\n".join(header) + "\n").encode("utf-8") + body)
+    return ("\n".join(header) + "\n").encode("utf-8") + body
 
 
 def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
@@ -397,4 +401,4 @@ def _count_notes(keys: dict[str, str], shape: tuple[int, int]) -> list[str]:
     return notes
 
 
-__all__ = ["StorageTable", "read_storage", "write_storage", "to_radians"]
+__all__ = ["StorageTable", "read_storage", "write_storage", "storage_bytes", "write_atomically", "to_radians"]
