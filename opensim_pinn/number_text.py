@@ -20,8 +20,8 @@ _POWERS = 10.0 ** np.arange(23)  # exact in float64
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a float64 into two 26-bit halves
 _CELLS_AT_ONCE = 8192
 _TIE_MARGIN = 1e-9  # |fraction - 0.5| below this (float error is < 1e-14): Python decides
-_DIGIT = (48 + np.stack([np.arange(10000) // 10 ** k % 10 for k in (3, 2, 1, 0)])).astype(np.uint8)
-"""_DIGIT[j][k]: the ASCII code of digit j of k (0 <= k < 10^4, written with 4 digits)."""
+_FOUR_DIGITS = (48 + np.stack([np.arange(10000) // 10 ** k % 10 for k in (3, 2, 1, 0)], axis=1)).astype(
+    np.uint8).view("<u4").reshape(-1)  # k -> the 4 ASCII digits of k, first digit in the lowest byte
 _DOT, _ZERO, _MINUS, _PLUS, _E = (ord(c) for c in ".0-+e")
 
 
@@ -45,8 +45,8 @@ def format_columns(rows: np.ndarray, digits: list[int]) -> bytes:
             parts.append(cells.reshape(len(block), -1))
         text = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         text[:, -1] = ord("\n")
-        pieces.append(text[text != 0].tobytes())
-    return b"".join(pieces)
+        pieces.append(text.tobytes())
+    return b"".join(pieces).translate(None, b"\0")  # the 0 bytes between characters go
 
 
 def _cells(values: np.ndarray, n: int) -> np.ndarray:
@@ -88,7 +88,7 @@ def _cells(values: np.ndarray, n: int) -> np.ndarray:
     small = fixed & (exponent < 0)  # 0.000ddd: the digits start 1 to 4 places after the point
     place = np.where(fixed, exponent, 0)  # digits 0..place before the point (d.ddde-XX: place 0)
     text = _digits(number, np.where(small, 4 + exponent, 3), n + 3)  # (n + 3, cells); small: '000ddd'
-    last = n + 3 - np.argmax(text[::-1] != _ZERO, axis=0)  # digits once trailing zeros go
+    last = ((text != _ZERO) * np.arange(1, n + 4, dtype=np.uint8)[:, None]).max(axis=0)  # digits but trailing 0s
     kept = np.where(fast, np.where(small, last, np.maximum(last, place + 1)), 0)
     text *= np.arange(n + 3)[:, None] < kept  # trailing zeros dropped (0 bytes)
     digits = text[:n]
@@ -133,21 +133,22 @@ def _digits(number: np.ndarray, shift: np.ndarray, m: int) -> np.ndarray:
     """The ``m`` decimal digits of ``number x 10^shift`` (number < 10^17 int64, shift 0 to 3 per cell, the product
     < 10^m), leading zeros included: ASCII uint8 (m, cells)."""
     scale = _POWERS[shift]
-    if m <= 11:
-        parts = [(number.astype(np.float64) * scale, m)]  # < 10^11: exact in float64, whose division is fast
+    if m <= 15:
+        parts = [(number.astype(np.float64) * scale, m)]  # < 10^15: exact in float64, whose division is fast
     else:
         high, low = np.divmod(number, 100_000_000)
         low = low.astype(np.float64) * scale
         carry = np.floor(low / 1e8)
-        parts = [(low - carry * 1e8, 8), (high.astype(np.float64) * scale + carry, m - 8)]  # < 10^12: exact
-    rows = []  # one per digit, the last digits first
+        parts = [(low - carry * 1e8, 8), (high.astype(np.float64) * scale + carry, m - 8)]  # < 10^13: exact
+    chunks = []  # 4 digits each, the last digits first
     for part, count in parts:
-        for chunk in range(-(-count // 4)):
+        for _ in range(-(-count // 4)):
             quotient = np.floor(part / 10000.0)
-            four = (part - quotient * 10000.0).astype(np.intp)
-            rows += [_DIGIT[k][four] for k in range(3, 3 - min(4, count - 4 * chunk), -1)]
+            chunks.append(_FOUR_DIGITS[(part - quotient * 10000.0).astype(np.intp)])
             part = quotient
-    return np.stack(rows[::-1])
+    text = np.stack(chunks[::-1]).view(np.uint8).reshape(len(chunks), -1, 4)  # (chunk, cell, digit)
+    text = np.ascontiguousarray(text.transpose(0, 2, 1)).reshape(4 * len(chunks), -1)
+    return text[len(text) - m:]
 
 
 def _python(out: np.ndarray, values: np.ndarray, cells: np.ndarray, n: int) -> None:
