@@ -1,9 +1,10 @@
 """Numbers as text, a whole array at a time: the bytes Python's ``'%.{n}g' % value`` gives, but vectorised.
 
 :func:`format_columns` writes a table's rows (the body of a Storage file) byte for byte as
-``"\\t".join("%.{n}g" % v ...)`` would, about 3-5 times faster: the significant digits of every
-value are made with exact float arithmetic on whole arrays (``value x 10^p`` as an exact sum of two
-float64 numbers, Dekker's product, rounded to the nearest integer), laid out as ``%g`` lays them out
+``"\\t".join("%.{n}g" % v ...)`` would, two to three times faster on one core (1,500 x 230 normal random
+numbers: 39 ms against 85 ms with 9 digits, 55 ms against 138 ms with 17): the significant digits of every
+value are made with float arithmetic on whole arrays whose error is bounded (``value x 10^p``, for more
+than 11 digits as an exact sum of two float64 numbers, Dekker's product, rounded to the nearest integer), laid out as ``%g`` lays them out
 (fixed notation for decimal exponents -4 to n-1, scientific otherwise, trailing zeros dropped), and
 the few values where that cannot be decided in float arithmetic (exact or near ties, values below
 about 1e-22 x 10^n or from 10^n up, NaN, inf) are formatted by Python itself.
@@ -63,15 +64,15 @@ def _cells(values: np.ndarray, n: int) -> np.ndarray:
     negative = np.signbit(v)
     a = np.abs(v)
     zero = a == 0
-    exact = 2.0 ** -52 * 10 ** n < 1e-4  # a x 10^p rounded once is close enough to decide (n <= 11)
-    margin = max(_TIE_MARGIN, 2.0 ** -52 * 10 ** n) if exact else _TIE_MARGIN
+    plain = 2.0 ** -52 * 10 ** n < 1e-4  # n <= 11: a x 10^p rounded once (error < 2^-53 10^n) decides
+    margin = max(_TIE_MARGIN, 2.0 ** -52 * 10 ** n) if plain else _TIE_MARGIN
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exponent = np.floor(np.log10(np.where(zero, 1.0, a)))
         p = n - 1 - exponent  # a x 10^p has n digits before the point
         fast = (p >= 0) & (p <= 22) & ~zero  # NaN and inf fail too
         scale = _POWERS[np.where(fast, p, 0).astype(np.intp)]
         hi = a * scale
-        lo = np.zeros_like(hi) if exact else _product_error(a, scale, hi)  # a x 10^p = hi + lo exactly
+        lo = np.zeros_like(hi) if plain else _product_error(a, scale, hi)  # a x 10^p = hi + lo exactly
         whole = np.rint(hi)
         fraction = (hi - whole) + lo
         step = np.rint(fraction)
