@@ -19,7 +19,7 @@ MAX_DIGITS = 17
 
 _POWERS = 10.0 ** np.arange(23)  # exact in float64
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a float64 into two 26-bit halves
-_CELLS_AT_ONCE = 8192
+_CELLS_AT_ONCE = 32768
 _TIE_MARGIN = 1e-9  # |fraction - 0.5| below this (float error is < 1e-14): Python decides
 _FOUR_DIGITS = (48 + np.stack([np.arange(10000) // 10 ** k % 10 for k in (3, 2, 1, 0)], axis=1)).astype(
     np.uint8).view("<u4").reshape(-1)  # k -> the 4 ASCII digits of k, first digit in the lowest byte
