@@ -22,7 +22,8 @@ def python_text(rows: np.ndarray, digits: list[int]) -> bytes:
 
 def edge_values() -> np.ndarray:
     values = [0.0, -0.0, 1.0, -1.0, 0.1, 0.5, 2.5, 1.25, 0.125, 9.5, 0.95, 9.999999999, 99999999.95, 999999999.5,
-              1e-4, 9.9999e-5, 1e-5, 1e16, 1e17, 1e22, 1e23, 1e-22, 1e-23, 1e300, -1e-300, 5e-324, 1.7976931348623157e308,
+              1e-4, 9.9999e-5, 1e-5, 1e16, 1e17, 1e22, 1e23, 1e-22, 1e-23, 1e300, -1e-300, 5e-324,
+              1.7976931348623157e308,
               123456789012345678.0, 0.30000000000000004, float(np.float32(0.1)), 1234567885.0, 1.5e-7, 2.0 ** -20,
               2.0 ** 60, np.inf, -np.inf, np.nan]
     for k in range(-25, 25):  # powers of ten, their neighbours, and values that round up to the next decade
