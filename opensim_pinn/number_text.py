@@ -5,8 +5,8 @@
 numbers: 39 ms against 85 ms with 9 digits, 55 ms against 138 ms with 17): the significant digits of every
 value are made with float arithmetic on whole arrays whose error is bounded (``value x 10^p``, for more
 than 11 digits as an exact sum of two float64 numbers, Dekker's product, rounded to the nearest integer),
-laid out as ``%g`` lays them out (fixed notation for decimal exponents -4 to n-1, scientific otherwise, trailing zeros dropped), and
-the few values where that cannot be decided in float arithmetic (exact or near ties, values below
+laid out as ``%g`` lays them out (fixed notation for decimal exponents -4 to n-1, scientific otherwise,
+trailing zeros dropped), and the few values where that cannot be decided in float arithmetic (exact or near ties, values below
 about 1e-22 x 10^n or from 10^n up, NaN, inf) are formatted by Python itself.
 """
 
