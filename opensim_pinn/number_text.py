@@ -1,13 +1,14 @@
 """Numbers as text, a whole array at a time: the bytes Python's ``'%.{n}g' % value`` gives, but vectorised.
 
 :func:`format_columns` writes a table's rows (the body of a Storage file) byte for byte as
-``"\\t".join("%.{n}g" % v ...)`` would, two to three times faster on one core (1,500 x 230 normal random
-numbers: 39 ms against 85 ms with 9 digits, 55 ms against 138 ms with 17): the significant digits of every
-value are made with float arithmetic on whole arrays whose error is bounded (``value x 10^p``, for more
-than 11 digits as an exact sum of two float64 numbers, Dekker's product, rounded to the nearest integer),
-laid out as ``%g`` lays them out (fixed notation for decimal exponents -4 to n-1, scientific otherwise,
-trailing zeros dropped), and the few values where that cannot be decided in float arithmetic (exact or near ties, values below
-about 1e-22 x 10^n or from 10^n up, NaN, inf) are formatted by Python itself.
+``"\\t".join("%.{n}g" % v ...)`` would, two to three times faster on one core (1,500 x 230 normal
+random numbers: 39 ms against 85 ms with 9 digits, 55 ms against 138 ms with 17). The significant
+digits of every value are made with float arithmetic on whole arrays whose error is bounded
+(``value x 10^p``, for more than 11 digits as an exact sum of two float64 numbers, Dekker's product,
+rounded to the nearest integer) and laid out as ``%g`` lays them out (fixed notation for decimal
+exponents -4 to n-1, scientific otherwise, trailing zeros dropped); the few values where float
+arithmetic cannot decide (exact or near ties, values below about 1e-22 x 10^n or from 10^n up, NaN,
+inf) are formatted by Python itself.
 """
 
 from __future__ import annotations
