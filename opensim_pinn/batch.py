@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,10 @@ import torch
 
 from .errors import InputError
 from .manifest import ManifestTrial, read_manifest
+
+
+_FILES_AHEAD = 6
+"""Files formatted while earlier ones are still being written to disk (their bytes wait in memory)."""
 
 
 def my_share(trials: list[ManifestTrial], environ=os.environ) -> tuple[list[ManifestTrial], int, int]:
@@ -63,12 +68,14 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
     -------
     dict
         ``trials``, ``files`` (count), ``throughput`` (frames, wall_s, frames_per_s, steps_s: reading,
-        inference, writing), ``preparation_s`` (checkpoint loading).
+        inference, writing: formatting, and waiting for the writer thread that puts the files on disk),
+        ``preparation_s`` (checkpoint loading).
     """
     from tqdm import tqdm
 
     from .outputs import OutputFolder
     from .predict import network_controls, prediction_files, write_predictions
+    from .storage import write_atomically
     from .trainer import Trainer, torch_threads
     from .trial import load_kinematics
 
@@ -92,16 +99,34 @@ def predict_manifest(checkpoint: str | Path, manifest: str | Path, *, out: str |
     output = OutputFolder(out, [n for files in names.values() for n in files], force=force)
     output.check()
     steps = {"reading": time.perf_counter() - began, "inference": 0.0, "writing": 0.0}
-    with torch_threads(threads), output as staging:
-        for k in tqdm(kinematics, desc="predict", unit="trial", disable=not progress):
-            step = time.perf_counter()
-            activations, forces, head, fibers = infer(trainer, k)
-            controls, actuators = network_controls(trainer, head, len(k.time), checkpoint)
-            written = time.perf_counter()
-            write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators,
-                              fiber_lengths=fibers)
-            steps["inference"] += written - step
-            steps["writing"] += time.perf_counter() - written
+    # One writer thread puts the files on disk (write, fsync, rename: waiting on the disk, not the CPU) while
+    # this thread formats the next ones and infers the next trials.
+    with torch_threads(threads), output as staging, ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        pending = []  # files being written: at most _FILES_AHEAD, so memory stays bounded
+
+        def write(path: Path, content: bytes) -> None:
+            pending.append(writer.submit(write_atomically, path, content))
+            while pending and (len(pending) > _FILES_AHEAD or pending[0].done()):
+                pending.pop(0).result()  # a failed write stops the run at once
+
+        try:
+            for k in tqdm(kinematics, desc="predict", unit="trial", disable=not progress):
+                step = time.perf_counter()
+                activations, forces, head, fibers = infer(trainer, k)
+                controls, actuators = network_controls(trainer, head, len(k.time), checkpoint)
+                written = time.perf_counter()
+                write_predictions(staging, names[k.name], trainer, k, activations, forces, controls, actuators,
+                                  fiber_lengths=fibers, write=write)
+                steps["inference"] += written - step
+                steps["writing"] += time.perf_counter() - written
+            finishing = time.perf_counter()
+            for files in pending:
+                files.result()
+            steps["writing"] += time.perf_counter() - finishing
+        except BaseException:
+            for files in pending:
+                files.cancel()
+            raise
     wall = time.perf_counter() - began
     n_frames = sum(len(k.time) for k in kinematics)
     return {"trials": len(trials), "files": sum(map(len, names.values())), "out": str(out),

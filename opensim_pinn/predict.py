@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .storage import FLOAT32_DIGITS, StorageTable, write_storage
+from .storage import FLOAT32_DIGITS, StorageTable, storage_bytes, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +195,16 @@ def network_controls(trainer, head: np.ndarray | None, n_frames: int, checkpoint
 
 def write_predictions(folder: Path, names: list[str], trainer, kinematics, activations: np.ndarray,
                       forces: np.ndarray, controls: np.ndarray, actuators: list[str],
-                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None) -> None:
+                      check: StorageTable | None = None, fiber_lengths: np.ndarray | None = None,
+                      write=write_atomically) -> None:
     """Write :func:`prediction_files` ``names`` of one trial into ``folder``: muscle ``activations`` and
     ``forces`` (n_frames, n_muscles), actuator ``controls`` (n_frames, n_actuators) of ``actuators``
     (forces = control x optimal force), the physics check table and the ``fiber_lengths`` when given.
 
     The network's outputs (activations, muscle forces, the actuator head's controls) are float32 numbers:
     they are written with :data:`~opensim_pinn.storage.FLOAT32_DIGITS` digits; the exact controls (with the
-    physics check, float64) and coordinates with 17."""
+    physics check, float64) and coordinates with 17. ``write(path, content)`` writes each file's bytes
+    (:func:`~opensim_pinn.storage.write_atomically`; a function that hands them to a writer thread)."""
     from .static_opt import StaticOptimizationResult, activation_table, force_table
 
     optimal = {a.name: a.optimal_force for a in trainer.info.actuators}
@@ -212,13 +214,13 @@ def write_predictions(folder: Path, names: list[str], trainer, kinematics, activ
                                       forces=np.hstack([forces, actuator_forces]),
                                       converged=np.ones(len(kinematics.time), bool))
     digits = [FLOAT32_DIGITS] * len(trainer.muscles) + [17 if check is not None else FLOAT32_DIGITS] * len(actuators)
-    write_storage(folder / names[0], force_table(result, kinematics.name), digits=digits)
-    write_storage(folder / names[1], activation_table(result, kinematics.name), digits=digits)
+    write(folder / names[0], storage_bytes(force_table(result, kinematics.name), digits=digits))
+    write(folder / names[1], storage_bytes(activation_table(result, kinematics.name), digits=digits))
     states = states_table(trainer, kinematics, activations, fiber_lengths)  # coordinates float64, muscles float32
     muscle_state = [label.endswith(("/activation", "/fiber_length")) for label in states.labels]
-    write_storage(folder / names[2], states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state])
+    write(folder / names[2], storage_bytes(states, digits=[FLOAT32_DIGITS if m else 17 for m in muscle_state]))
     if check is not None:
-        write_storage(folder / names[3], check)
+        write(folder / names[3], storage_bytes(check))
 
 
 def prediction_files(trial: str, *, physics_check: bool = False) -> list[str]:
@@ -341,10 +343,11 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
     ``fiber_lengths`` (n_frames, n_muscles), m: :func:`rigid_tendon_fiber_lengths`, computed here if not given.
     """
     state_names = set(getattr(trainer, "state_variables", None) or [])
+    owners = _state_owners(state_names)
     n_frames = len(kinematics.time)
     labels, columns = [], []
     for coordinate in trainer.info.coordinates:
-        prefix = (_state_prefix(state_names, coordinate.name, "value")
+        prefix = (owners.get((coordinate.name, "value"))
                   or f"/jointset/{coordinate.joint}/{coordinate.name}")
         if coordinate.name in kinematics.coordinates:
             i = kinematics.coordinates.index(coordinate.name)
@@ -357,7 +360,7 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
         fiber_lengths = rigid_tendon_fiber_lengths(trainer.inference_muscle_model(), kinematics.q)
     by_name = {m.name: m for m in trainer.info.muscles}
     for m, muscle in enumerate(trainer.muscles):
-        prefix = (_state_prefix(state_names, muscle, "activation") or _state_prefix(state_names, muscle, "fiber_length")
+        prefix = (owners.get((muscle, "activation")) or owners.get((muscle, "fiber_length"))
                   or f"/forceset/{muscle}")
         labels.append(f"{prefix}/activation")
         columns.append(activations[:, m])
@@ -372,12 +375,15 @@ def states_table(trainer, kinematics, activations: np.ndarray, fiber_lengths: np
                                   "activations predicted by the network, fiber lengths with a rigid tendon."])
 
 
-def _state_prefix(state_names: set[str], component: str, state: str) -> str | None:
-    """Path of the component named ``component`` that owns ``state`` among the model's state names."""
+def _state_owners(state_names: set[str]) -> dict[tuple[str, str], str]:
+    """(component name, state) -> path of the component that owns that state, among the model's state names
+    (``/forceset/soleus_r/activation`` -> ``("soleus_r", "activation"): "/forceset/soleus_r"``); for a name
+    that two components share, the first one met."""
+    owners = {}
     for name in state_names:
-        if name.endswith(f"/{component}/{state}"):
-            return name[: -len(state) - 1]
-    return None
+        path, _, state = name.rpartition("/")
+        owners.setdefault((path.rpartition("/")[2], state), path)
+    return owners
 
 
 def rigid_tendon_fiber_lengths(model, q, lengths=None) -> np.ndarray:

@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -42,10 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, one_line, read_input_file
+from .number_text import format_columns
 
 _MAX_HEADER_LINES = 10_000
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_PLAIN_NUMBERS = re.compile(r"[0-9eE+\-.\s]*")
+_PLAIN_NUMBER_BYTES = b"0123456789eE+-. \t\n\x0b\x0c"  # digits, signs, point, ASCII whitespace
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity|1\.#(?:qnan|snan|ind|inf)\d*)(?:\(\w*\))?", re.IGNORECASE)
 _WRITTEN_KEYS = {"version", "nrows", "ncolumns", "indegrees", "datarows", "datacolumns"}
@@ -142,7 +144,7 @@ def read_storage(path: str | os.PathLike) -> StorageTable:
     """
     path = Path(path)
     text = _decode(path, read_input_file(path, "Storage file"))
-    lines = _LINE_BREAK.split(text)
+    lines = text.split("\n") if "\r" not in text else _LINE_BREAK.split(text)
     end = next((i for i, line in enumerate(lines[:_MAX_HEADER_LINES])
                 if line.strip().lower() == "endheader"), None)
     if end is None:
@@ -214,7 +216,7 @@ network's outputs, written with ``digits=FLOAT32_DIGITS``: the file is half as l
 
 
 def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int | list[int] = 17) -> None:
-    """Write ``table`` as an OpenSim 4 Storage file.
+    """Write ``table`` as an OpenSim 4 Storage file: :func:`storage_bytes` written with :func:`write_atomically`.
 
     ``digits``: significant digits of the data columns (one number, or one per column); the time column
     always has 17.
@@ -234,7 +236,11 @@ def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int |
         The data do not match the labels, or a label cannot be written
         (empty, with tabs or line breaks, duplicated, or ``time``).
     """
-    path = Path(path)
+    write_atomically(Path(path), storage_bytes(table, digits=digits))
+
+
+def storage_bytes(table: StorageTable, *, digits: int | list[int] = 17) -> bytes:
+    """The content of the Storage file :func:`write_storage` writes for ``table`` (same arguments and errors)."""
     data = np.asarray(table.data, dtype=float)
     time = np.asarray(table.time, dtype=float).reshape(-1)
     labels = [str(label) for label in table.labels]
@@ -269,9 +275,8 @@ def write_storage(path: str | os.PathLike, table: StorageTable, *, digits: int |
     digits = [digits] * len(labels) if isinstance(digits, int) else list(digits)
     if len(digits) != len(labels):
         raise ValueError(f"{len(digits)} digits for {len(labels)} columns")
-    row_format = "\t".join(f"%.{n}g" for n in [17, *digits][:rows.shape[1]]) + "\n"  # 17: exact float64
-    body = "".join(row_format % tuple(row) for row in rows.tolist())
-    write_atomically(path, ("\n".join(header) + "\n" + body).encode("utf-8"))
+    body = format_columns(rows, [17, *digits][:rows.shape[1]])  # 17: exact float64; the bytes of '%.17g'
+    return ("\n".join(header) + "\n").encode("utf-8") + body
 
 
 def to_radians(table: StorageTable, rotational: set[str]) -> np.ndarray:
@@ -309,12 +314,11 @@ def _parse_rows(path: Path, rows: list[tuple[int, str]], labels: list[str]) -> n
     """
     n_columns = len(labels)
     text = "\n".join(line for _, line in rows)
-    if _PLAIN_NUMBERS.fullmatch(text):  # fast path: every cell at once
-        try:
-            values = np.array(text.split(), dtype=float)
-            if values.size == len(rows) * n_columns and all(len(line.split()) == n_columns
-                                                           for _, line in rows):
-                return values.reshape(len(rows), n_columns)
+    if rows and text.isascii() and not text.encode("ascii").translate(None, _PLAIN_NUMBER_BYTES):
+        try:  # fast path: every cell at once, parsed as float() parses (numpy's C reader); any doubt below
+            values = np.loadtxt(io.StringIO(text), dtype=float, comments=None, ndmin=2, encoding=None)
+            if values.shape == (len(rows), n_columns):
+                return values
         except ValueError:
             pass
     values = np.empty((len(rows), n_columns))
@@ -397,4 +401,4 @@ def _count_notes(keys: dict[str, str], shape: tuple[int, int]) -> list[str]:
     return notes
 
 
-__all__ = ["StorageTable", "read_storage", "write_storage", "to_radians"]
+__all__ = ["StorageTable", "read_storage", "write_storage", "storage_bytes", "write_atomically", "to_radians"]

@@ -77,6 +77,27 @@ def test_predict_manifest_checks_every_trial_before_writing(demo_checkpoint, tmp
     assert "leave out --motion" in capsys.readouterr().err
 
 
+def test_predict_manifest_failed_write_leaves_nothing(demo_checkpoint, manifest, tmp_path, monkeypatch):
+    """A file that cannot be put on disk (here the 5th fsync, in the writer thread) stops the run with that
+    error, and nothing is left in --out: no file of any trial, no staging folder, no temporary file."""
+    from opensim_pinn import storage
+    from opensim_pinn.batch import predict_manifest
+
+    real_fsync, calls = storage.os.fsync, []
+
+    def disk_full_at_the_fifth(descriptor):
+        calls.append(descriptor)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr("opensim_pinn.storage.os.fsync", disk_full_at_the_fifth)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        predict_manifest(demo_checkpoint["checkpoint"], manifest, out=out)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_ranks_share_the_manifest(demo_checkpoint, manifest, tmp_path):
     """Two processes as torchrun starts them (RANK, WORLD_SIZE): trials 0, 2 on rank 0, trial 1 on rank 1."""
     out = tmp_path / "shared_out"

@@ -298,3 +298,19 @@ def test_fuzz_round_trip(tmp_path, values, steps, in_degrees):
     # 10 significant digits printed: relative error <= 5e-10; zero stays zero.
     np.testing.assert_allclose(read.data, data, rtol=WRITE_RTOL, atol=0)
     assert read.in_degrees is in_degrees
+
+
+def test_numbers_are_read_as_python_float_reads_them(in_tmp):
+    """The whole-file reader (numpy's C parser) gives exactly ``float()`` of every cell: any number of digits,
+    leading signs and zeros, a bare point, exponents down to the subnormals."""
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=700) * 10.0 ** rng.uniform(-300, 300, 700)
+    cells = ["1.", ".5", "-.5e-3", "+3", "1E5", "0001.5", "4.9406564584124654e-324", "2.4703282292062328e-324",
+             "0." + "0" * 300 + "1", "9" * 300, "1.7976931348623157e308"]
+    cells += [f"%.{d}g" % v for v, d in zip(values.tolist(), rng.integers(1, 26, values.size).tolist())]
+    cells = cells[: len(cells) - len(cells) % 6]
+    rows = ["\t".join([str(i), *cells[6 * i:6 * i + 6]]) for i in range(len(cells) // 6)]
+    path = in_tmp / "numbers.sto"
+    path.write_text("numbers\nversion=1\ninDegrees=no\nendheader\ntime\t" + "\t".join("abcdef") + "\n"
+                    + "\n".join(rows) + "\n")
+    np.testing.assert_array_equal(read_storage(path).data, np.array([float(c) for c in cells]).reshape(-1, 6))
