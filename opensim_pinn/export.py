@@ -220,19 +220,34 @@ class _StepRunner:
             _require_onnx()
             import onnxruntime
 
-            content = _onnx_bytes(step, example, ["features", "hidden", "lengths", "weights"],
-                                  ["activations", "forces", "controls", "actuator_forces", "next_hidden"], {}, {})
+            names = ["features", "hidden", "lengths", "weights"]
+            outputs = ["activations", "forces", "controls", "actuator_forces", "next_hidden"]
+            content = _onnx_bytes(step, example, names, outputs, {}, {})
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+            # Inputs and outputs bound once to arrays of their own (a call copies into and out of them): one
+            # call into ONNX Runtime per frame, without its per-call conversions.
+            used = {i.name for i in self._session.get_inputs()}  # (without lookahead, lengths is not used)
+            self._inputs = [(i, e.numpy().copy()) for i, (name, e) in enumerate(zip(names, example)) if name in used]
+            with torch.inference_mode():
+                self._outputs = [o.numpy().copy() for o in step(*example)]
+            self._binding = self._session.io_binding()
+            for (i, array) in self._inputs:
+                self._binding.bind_ortvalue_input(names[i], onnxruntime.OrtValue.ortvalue_from_numpy(array))
+            for name, array in zip(outputs, self._outputs):
+                self._binding.bind_ortvalue_output(name, onnxruntime.OrtValue.ortvalue_from_numpy(array))
 
     def __call__(self, features: np.ndarray, hidden: np.ndarray, lengths: np.ndarray, weights: np.ndarray):
         """(activations (n_muscles,), forces (n_muscles,), actuator controls and forces (n_actuators,), next
         forward states (n_windows, hidden)) as numpy; ``lengths`` int64."""
         if self.backend == "onnxruntime":
-            return tuple(self._session.run(None, {"features": features, "hidden": hidden, "lengths": lengths,
-                                                  "weights": weights}))
+            given = (features, hidden, lengths, weights)
+            for i, bound in self._inputs:
+                np.copyto(bound, given[i])
+            self._session.run_with_iobinding(self._binding)
+            return tuple(o.copy() for o in self._outputs)
         with torch.inference_mode():
             out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(lengths),
                                torch.from_numpy(weights))

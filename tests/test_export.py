@@ -107,10 +107,12 @@ def test_export_refuses_to_overwrite(demo_checkpoint, tmp_path):
         export_model(demo_checkpoint["checkpoint"], tmp_path / "x", "tflite")
 
 
-def test_frame_step_backends_agree(trainer):
-    """The streaming step in TorchScript and ONNX Runtime gives PyTorch's numbers."""
+@pytest.mark.parametrize("lookahead_frames", [0, 3])
+def test_frame_step_backends_agree(trainer, lookahead_frames):
+    """The streaming step in TorchScript and ONNX Runtime gives PyTorch's numbers (with and without lookahead:
+    without, the backward GRU reads the frame alone)."""
     pytest.importorskip("onnxruntime")
-    step = FrameStep(trainer, lookahead_frames=3)
+    step = FrameStep(trainer, lookahead_frames=lookahead_frames)
     generator = np.random.default_rng(0)
     features = (trainer.feature_mean + trainer.feature_std * generator.standard_normal(
         (step.n_frames, len(trainer.feature_mean)))).astype(np.float32)
@@ -122,6 +124,17 @@ def test_frame_step_backends_agree(trainer):
     for backend in ("torchscript", "onnxruntime"):
         for ours, reference in zip(results[backend], results["torch"]):
             assert ours.shape == reference.shape and (not ours.size or _close(ours, reference)), backend
+    # ONNX Runtime's inputs and outputs are bound to buffers of the runner: a second frame gets its own numbers,
+    # and the first frame's results are not overwritten by it
+    runner = frame_step_runner(step, "onnxruntime")
+    first = runner(features, hidden, lengths, weights)
+    second = runner(features[::-1].copy(), 0.5 * hidden, lengths[::-1].copy(), weights[::-1].copy())
+    expected = frame_step_runner(step, "torch")(features[::-1].copy(), 0.5 * hidden, lengths[::-1].copy(),
+                                                weights[::-1].copy())
+    for ours, reference in zip(second, expected):
+        assert not ours.size or _close(ours, reference)
+    for ours, reference in zip(first, results["torch"]):
+        assert not ours.size or _close(ours, reference)
 
 
 def test_unfused_network_exports_with_fixed_frames(trainer, kinematics, tmp_path):
