@@ -12,7 +12,10 @@ over the lookahead, head, activation bounds and muscle forces.
 pinned to one core (``--cpu``, default the last); ``--repeats`` passes are timed after
 one warm-up pass (the stream's first frames: reported apart, median and maximum);
 minimum, median and 99th percentile over all timed pushes (the minimum is the least
-disturbed by other work on a shared machine; the load average is saved).
+disturbed by other work on a shared machine; the load average is saved). Before the
+streams, one second of a busy loop on the same core measures how often and for how long
+the machine interrupts it (``machine_jitter``): a push that such an interruption hits is
+slower by about that much, which sets a floor under the p99.
 
 Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
        [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
@@ -101,6 +104,24 @@ def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
             "warm_up_median_ms": round(float(np.median(warm_up)), 4), "warm_up_max_ms": round(float(warm_up.max()), 4)}
 
 
+def machine_jitter(seconds: float = 1.0, threshold_s: float = 10e-6) -> dict:
+    """Interruptions of a busy loop on this core: how often and how long the machine takes it away (timer
+    ticks, the host of a virtual machine), the floor under any p99 measured here."""
+    began = last = time.perf_counter()
+    gaps, at = [], []
+    while last - began < seconds:
+        now = time.perf_counter()
+        if now - last > threshold_s:
+            gaps.append(now - last)
+            at.append(now)
+        last = now
+    gaps_us = np.array(gaps) * 1e6
+    return {"seconds": seconds, "threshold_us": threshold_s * 1e6, "interruptions": len(gaps),
+            "median_interval_ms": round(float(np.median(np.diff(at))) * 1e3, 3) if len(at) > 1 else None,
+            "median_us": round(float(np.median(gaps_us)), 1) if len(gaps) else None,
+            "max_us": round(float(gaps_us.max()), 1) if len(gaps) else None}
+
+
 def ping_pong(n: int, passes: int) -> list[int]:
     """Frame indices of ``passes`` passes over ``n`` frames, every other one backwards (no jump between them)."""
     forwards = list(range(n))
@@ -114,7 +135,10 @@ def main() -> None:
     args = timing_parser(__doc__.splitlines()[0], repeats=5).parse_args()
     torch.set_num_threads(1)
     cores = pin_to_cpu(args.cpu)
-    results = {"threads": 1, "cores": cores, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    jitter = machine_jitter()
+    print(f"this core: a busy loop is interrupted every {jitter['median_interval_ms']} ms (median) for "
+          f"{jitter['median_us']} us (median, max {jitter['max_us']} us)", flush=True)
+    results = {"threads": 1, "cores": cores, "machine_jitter": jitter, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
     with tempfile.TemporaryDirectory() as work:
         for name, folder, spec, trainer in case_trainers(args, Path(work)):

@@ -53,7 +53,8 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(_onnx_bytes(module, example, names, [f"out{i}" for i in range(n_outputs)],
                                                        {}, {}), options, providers=["CPUExecutionProvider"])
-    feed = dict(zip(names, inputs))
+    used = {i.name for i in session.get_inputs()}  # (the exporter drops inputs a graph does not use)
+    feed = {name: x for name, x in zip(names, inputs) if name in used}
 
     def with_torch(model):
         def call(*arrays):
