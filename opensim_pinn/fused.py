@@ -265,10 +265,11 @@ class FusedNetwork(nn.Module):
     """What both the streaming step and the exported window model compute with, from a fitted trainer (float32).
 
     ``encoder`` (:class:`FusedEncoder`), the GRU cell weights of both directions
-    (:meth:`gru`), the muscle and actuator heads side by side (:meth:`heads`: one first
-    layer, a block-diagonal second one), the activation bounds ``lower`` and ``span``
-    (n_muscles,), ``control_scale`` and ``actuator_scale`` (n_actuators,: the head's
-    outputs to controls, and to forces = control x optimal force) and ``muscle_forces``
+    (:meth:`gru`; :meth:`first_step`: both directions' first step in one call), the muscle
+    and actuator heads side by side (:meth:`heads`: one first layer, a block-diagonal
+    second one), the activation bounds ``lower`` and ``span`` (n_muscles,),
+    ``control_scale`` and ``actuator_scale`` (n_actuators,: the head's outputs to controls,
+    and to forces = control x optimal force) and ``muscle_forces``
     (:class:`FusedMuscleForces`). Networks with a per-frame encoder and one GRU layer only
     (:func:`fusable`).
     """
@@ -305,6 +306,14 @@ class FusedNetwork(nn.Module):
         """One direction's GRU over ``x`` (time, batch, D) from ``h0`` (1, batch, H): outputs (time, batch, H)."""
         weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         return torch.gru(x, h0, weights, True, 1, 0.0, False, False, False)[0]
+
+    def first_step(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """Both directions' first step over one frame ``x`` (batch, D), in one bidirectional GRU call: the
+        forward one from ``hidden`` (batch, H), the backward one from zero; outputs (batch, 2H), forward first."""
+        weights = [getattr(self, f"{direction}_{n}") for direction in ("forward", "backward")
+                   for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h0 = torch.stack([hidden, torch.zeros_like(hidden)])
+        return torch.gru(x.unsqueeze(0), h0, weights, True, 1, 0.0, False, True, False)[0][0]
 
     def heads(self, trunk: torch.Tensor) -> torch.Tensor:
         """Both heads' outputs (..., n_muscles + n_actuators) from the trunk (..., 2H + D): logits, then the

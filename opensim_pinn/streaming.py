@@ -141,17 +141,18 @@ class FrameStep(nn.Module):
         frame = parts.encoder(features)  # (K, D)
         n_windows = hidden.shape[0]
         first = frame[:1].expand(n_windows, -1)
-        forward_state = parts.gru(first.unsqueeze(0), hidden.unsqueeze(0), "forward")[0]  # (n_windows, H)
-        if self.n_frames == 1:  # no lookahead: every window's backward GRU reads the frame alone, from zero
-            backward_state = parts.gru(frame.unsqueeze(1), torch.zeros_like(hidden[:1]).unsqueeze(0),
-                                       "backward")[0].expand(n_windows, -1)
+        if self.n_frames == 1:  # no lookahead: the backward GRU reads the frame alone; both directions in one call
+            recurrent = parts.first_step(first, hidden)  # (n_windows, 2H): forward, backward
+            forward_state = recurrent[:, :self.hidden_size]
         else:  # window i's backward GRU: frames lengths[i] - 1 down to 0 (time-major), then its output there
+            forward_state = parts.gru(first.unsqueeze(0), hidden.unsqueeze(0), "forward")[0]  # (n_windows, H)
             order = (lengths - 1 - self.reversed_frames).clamp(min=0)  # (K, n_windows)
             backward = parts.gru(frame.index_select(0, order.flatten()).reshape(self.n_frames, n_windows, -1),
                                  torch.zeros_like(hidden).unsqueeze(0), "backward")
             backward_state = backward.reshape(-1, self.hidden_size).index_select(0, lengths * n_windows
                                                                                 + self.window_columns)
-        outputs = parts.heads(torch.cat([forward_state, backward_state, first], dim=-1))  # (n_windows, M + A)
+            recurrent = torch.cat([forward_state, backward_state], dim=-1)
+        outputs = parts.heads(torch.cat([recurrent, first], dim=-1))  # (n_windows, M + A)
         share = weights / weights.sum()
         m = parts.n_muscles
         activations = torch.addcmul(parts.lower, parts.span, share @ torch.sigmoid(outputs[:, :m]))

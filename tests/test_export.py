@@ -137,6 +137,23 @@ def test_frame_step_backends_agree(trainer, lookahead_frames):
         assert not ours.size or _close(ours, reference)
 
 
+def test_frame_step_without_lookahead_is_the_general_step(trainer):
+    """Without lookahead both GRU directions take their one step in a single call: the numbers of the general
+    step whose backward GRU reads the frame alone (float32 rounding: 1e-5 relative)."""
+    plain, general = FrameStep(trainer, lookahead_frames=0), FrameStep(trainer, lookahead_frames=1)
+    generator = np.random.default_rng(1)
+    features = torch.tensor((trainer.feature_mean + trainer.feature_std * generator.standard_normal(
+        (2, len(trainer.feature_mean)))).astype(np.float32))
+    hidden = torch.tensor(generator.standard_normal((plain.n_windows, plain.hidden_size)).astype(np.float32) * 0.3)
+    lengths = torch.ones(plain.n_windows, dtype=torch.long)
+    weights = torch.tensor([3.0, 5.0])[:plain.n_windows]
+    with torch.inference_mode():
+        ours = plain(features[:1], hidden, lengths, weights)
+        reference = general(features, hidden, lengths, weights)
+    for a, b in zip(ours, reference):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_unfused_network_exports_with_fixed_frames(trainer, kinematics, tmp_path):
     """A cnn network is not fused: it is exported as it runs, to ONNX with the fixed --frames, with predict's numbers."""
     pytest.importorskip("onnxruntime")
