@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replay a motion file at the pace of its time column (default), or as fast as possible")
     stream.add_argument("--out", metavar="DIR", help="folder for <name>_stream_forces.sto and "
                         "<name>_stream_activations.sto, written at the end")
+    stream.add_argument("--backend", default="torch", choices=("torch", "torchscript", "onnxruntime"),
+                        help="what computes each frame: PyTorch (default), TorchScript, or ONNX Runtime (the "
+                             "fastest; needs the onnx and onnxruntime packages: pip install 'opensim-pinn[export]')")
     stream.add_argument("--force", action="store_true", help="replace existing output files")
 
     export = commands.add_parser("export", help="the network and the muscle module as one TorchScript or ONNX file",
@@ -394,7 +397,8 @@ def run(args: argparse.Namespace) -> None:
         from .live import stream
 
         summary = stream(args.checkpoint, args.motion, args.external_loads, lookahead=args.lookahead,
-                         realtime=args.realtime, out=args.out, force=args.force, start=args.start, end=args.end)
+                         realtime=args.realtime, out=args.out, force=args.force, start=args.start, end=args.end,
+                         backend=args.backend)
         print(json.dumps(summary, default=str), file=sys.stderr)
     elif args.command == "export":
         from .export import export_model

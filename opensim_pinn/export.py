@@ -33,6 +33,7 @@ import copy
 import io
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +186,9 @@ def _onnx_bytes(module: nn.Module, example: tuple, inputs: list[str], outputs: l
     import onnx
 
     buffer = io.BytesIO()
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # the exporter warns about GRUs whenever the batch is not 1; ours are exported with fixed batch sizes
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         torch.onnx.export(module, example, buffer, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
                           opset_version=ONNX_OPSET, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
@@ -218,7 +221,11 @@ class _StepRunner:
             self._module = torch.jit.freeze(_trace(step, example).eval())
         else:
             _require_onnx()
-            import onnxruntime
+            try:
+                import onnxruntime
+            except ImportError:
+                raise InputError("the onnxruntime backend needs the onnxruntime package: "
+                                 "pip install 'opensim-pinn[export]'") from None
 
             names = ["features", "hidden", "lengths", "weights"]
             outputs = ["activations", "forces", "controls", "actuator_forces", "next_hidden"]

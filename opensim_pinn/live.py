@@ -35,7 +35,8 @@ def stream_files(name: str) -> list[str]:
 
 def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Path | None = None, *,
            lookahead: float = 0.0, realtime: bool = True, out: str | Path | None = None, force: bool = False,
-           start: float | None = None, end: float | None = None, input=None, output=None) -> dict:
+           start: float | None = None, end: float | None = None, backend: str = "torch", input=None,
+           output=None) -> dict:
     """Stream ``motion`` (a .mot/.sto file, or ``"-"``: lines on ``input``, default stdin) through the checkpoint.
 
     Parameters
@@ -52,6 +53,8 @@ def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Pat
         Folder for the .sto files written at the end.
     start, end : float, optional
         Time window of a motion file (s).
+    backend : "torch", "torchscript" or "onnxruntime"
+        What computes each frame (see :class:`~opensim_pinn.streaming.StreamingPredictor`).
 
     Returns
     -------
@@ -64,7 +67,7 @@ def stream(checkpoint: str | Path, motion: str | Path, external_loads: str | Pat
     from .streaming import StreamingPredictor
     from .trainer import torch_threads
 
-    predictor = StreamingPredictor(checkpoint, lookahead=lookahead)
+    predictor = StreamingPredictor(checkpoint, lookahead=lookahead, backend=backend)
     output = sys.stdout if output is None else output
     from_stdin = str(motion) == "-"
     if from_stdin and external_loads is not None:

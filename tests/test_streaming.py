@@ -166,6 +166,13 @@ def test_stream_command_on_stdin_writes_lines_and_sto_files(trained, demo_checkp
     ours = np.array([line.split("\t") for line in printed[1:]], float)
     theirs = np.array([line.split("\t") for line in replay.getvalue().splitlines()[1:]], float)
     assert np.allclose(ours, theirs, rtol=1e-4, atol=1e-4)  # stdin lines carry 10 significant digits
+    # ONNX Runtime (stream --backend onnxruntime) gives PyTorch's numbers (float32 rounding)
+    pytest.importorskip("onnxruntime")
+    onnx_replay = io.StringIO()
+    stream(demo_checkpoint["checkpoint"], demo_checkpoint["motion"], demo_checkpoint["external_loads"],
+           lookahead=0.03, realtime=False, end=demo_checkpoint["end"], backend="onnxruntime", output=onnx_replay)
+    by_onnx = np.array([line.split("\t") for line in onnx_replay.getvalue().splitlines()[1:]], float)
+    assert np.allclose(by_onnx, theirs, rtol=1e-4, atol=1e-3)
 
 
 def test_stream_command_refuses_to_overwrite(demo_checkpoint, tmp_path):
