@@ -23,7 +23,7 @@ import torch
 
 from common import save_results
 from latency import case_trainers, pin_to_cpu, timing_parser  # benchmarks/latency.py
-from opensim_pinn.export import _onnx_bytes, _trace
+from opensim_pinn.export import _onnx_bytes, _trace, graph_inputs
 from opensim_pinn.streaming import FrameStep
 
 LOOKAHEADS_S = (0.0, 0.1)
@@ -53,8 +53,7 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(_onnx_bytes(module, example, names, [f"out{i}" for i in range(n_outputs)],
                                                        {}, {}), options, providers=["CPUExecutionProvider"])
-    used = {i.name for i in session.get_inputs()}  # (the exporter drops inputs a graph does not use)
-    feed = {name: x for name, x in zip(names, inputs) if name in used}
+    feed = {names[i]: inputs[i] for i in graph_inputs(session, names)}
 
     def with_torch(model):
         def call(*arrays):
@@ -69,7 +68,8 @@ def runners(module: torch.nn.Module, inputs: tuple[np.ndarray, ...], names: list
 def main() -> None:
     args = timing_parser(__doc__.splitlines()[0], repeats=300).parse_args()
     torch.set_num_threads(1)
-    results = {"threads": 1, "cores": pin_to_cpu(args.cpu), "repeats": args.repeats, "load_average_at_start": list(os.getloadavg()), "cases": {}}
+    results = {"threads": 1, "cores": pin_to_cpu(args.cpu), "repeats": args.repeats,
+               "load_average_at_start": list(os.getloadavg()), "cases": {}}
     generator = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as work:
         for name, _, _, trainer in case_trainers(args, Path(work)):

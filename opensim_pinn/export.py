@@ -236,8 +236,7 @@ class _StepRunner:
             self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
             # Inputs and outputs bound once to arrays of their own (a call copies into and out of them): one
             # call into ONNX Runtime per frame, without its per-call conversions.
-            used = {i.name for i in self._session.get_inputs()}  # (without lookahead, lengths is not used)
-            self._inputs = [(i, e.numpy().copy()) for i, (name, e) in enumerate(zip(names, example)) if name in used]
+            self._inputs = [(i, example[i].numpy().copy()) for i in graph_inputs(self._session, names)]
             with torch.inference_mode():
                 self._outputs = [o.numpy().copy() for o in step(*example)]
             self._binding = self._session.io_binding()
@@ -261,9 +260,16 @@ class _StepRunner:
         return tuple(o.numpy() for o in out)
 
 
+def graph_inputs(session, names: list[str]) -> list[int]:
+    """Positions in ``names`` of the inputs an ONNX Runtime ``session``'s graph reads: the exporter drops the
+    inputs a graph does not use (the frame step's ``lengths`` without lookahead)."""
+    used = {i.name for i in session.get_inputs()}
+    return [i for i, name in enumerate(names) if name in used]
+
+
 def frame_step_runner(step, backend: str = "torch") -> _StepRunner:
     """A callable running ``step`` (a FrameStep) with ``backend`` ("torch", "torchscript", "onnxruntime")."""
     return _StepRunner(step, backend)
 
 
-__all__ = ["WindowModel", "export_model", "frame_step_runner", "metadata", "FORMATS", "BACKENDS"]
+__all__ = ["WindowModel", "export_model", "frame_step_runner", "graph_inputs", "metadata", "FORMATS", "BACKENDS"]

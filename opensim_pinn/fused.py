@@ -247,15 +247,17 @@ class FusedMuscleForces(nn.Module):
         if _MILLARD in self.classes:
             millard_cosine = curves.pennation_cosine(length, self.height, self.max_pennation)
             millard = self.millard_length(length) * self.millard_velocity(velocity) * millard_cosine
-            multiplier = millard if multiplier is None else torch.where(self.muscle_class == _MILLARD, millard,
-                                                                         multiplier)
+            multiplier = self._for_class(_MILLARD, millard, multiplier)
         if _DEGROOTE in self.classes:
             degroote = (curves.degroote_force_length(length, self.width_scale)
                         * curves.degroote_force_velocity(velocity))
-            multiplier = degroote if multiplier is None else torch.where(self.muscle_class == _DEGROOTE, degroote,
-                                                                          multiplier)
+            multiplier = self._for_class(_DEGROOTE, degroote, multiplier)
         too_short = (tendon_free < self.short_tendon) | (fiber <= self.short_fiber)
         return torch.where(too_short, 0.0, multiplier * self.max_isometric_force)
+
+    def _for_class(self, code: int, values: torch.Tensor, others: torch.Tensor | None) -> torch.Tensor:
+        """``values`` for the muscles of class ``code``, ``others`` (the other classes' values, if any) elsewhere."""
+        return values if others is None else torch.where(self.muscle_class == code, values, others)
 
     def forward(self, q: torch.Tensor, qd: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
         return activations * self.active_force(*self.lengths_and_speeds(q, qd))

@@ -58,8 +58,8 @@ def _cells(values: np.ndarray, n: int) -> np.ndarray:
     shape = values.shape
     v = values.reshape(-1)
     width = max(n, 1) + 8  # sign, digits, point, 'e-100' or '0.000' (4 more), separator
-    out = np.zeros((v.size, width), np.uint8)
     if not 1 <= n <= MAX_DIGITS:
+        out = np.zeros((v.size, width), np.uint8)
         _python(out, v, np.arange(v.size), n)
         return out.reshape(*shape, width)
     negative = np.signbit(v)
