@@ -88,6 +88,14 @@ VARIANTS = {
     "multipliers": {"train": {"outputs": "multipliers"}},
     "multipliers+noise0.2": {"train": {"outputs": "multipliers", "input_noise": 0.2}},
     "mirror+multipliers+noise0.2": {"augment": ["mirror"], "train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "tau": {"tau": True},
+    "tau+noise0.2": {"tau": True, "train": {"input_noise": 0.2}},
+    "tau+multipliers": {"tau": True, "train": {"outputs": "multipliers"}},
+    "tau+multipliers+noise0.2": {"tau": True, "train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "tau+mlp": {"tau": True, "network": {"architecture": "mlp"}},
+    "tau+mirror+noise0.2": {"tau": True, "augment": ["mirror"], "train": {"input_noise": 0.2}},
+    "tau+perturb5x4+noise0.2": {"tau": True, "augment": ["perturb"], "perturb": (5.0, 4), "train": {"input_noise": 0.2}},
+    "tau+noise0.4": {"tau": True, "train": {"input_noise": 0.4}},
 }
 
 
@@ -148,6 +156,13 @@ def with_moments(trial, settings: TrialSettings, info):
     return replace(trial, grf_labels=list(trial.grf_labels) + labels, grf=np.concatenate([trial.grf, moments], 1))
 
 
+def with_tau(trial):
+    """The trial with its inverse-dynamics generalised forces (N m or N) appended to the GRF inputs: what the
+    network would read if prediction ran OpenSim's inverse dynamics first (not a package option)."""
+    return replace(trial, grf_labels=list(trial.grf_labels) + [f"tau/{c}" for c in trial.coordinates],
+                   grf=np.concatenate([trial.grf, trial.tau], 1))
+
+
 def evaluate(trainer, trial, reference, forces=None) -> dict:
     forces = trainer.muscle_forces(trial) if forces is None else forces
     n = forces.shape[1]
@@ -206,6 +221,9 @@ def main() -> None:
         if variant.get("moments"):
             pairs = [(s, with_moments(t, s, info)) for s, t in pairs]
             test = with_moments(test_trial, test_settings, info)
+        if variant.get("tau"):
+            pairs = [(s, with_tau(t)) for s, t in pairs]
+            test = with_tau(test)
         trials = [t for _, t in pairs]
         ensemble = []
         for seed in (int(s) for s in args.seeds.split(",")):
