@@ -205,7 +205,13 @@ def _require_onnx() -> None:
 
 
 class _StepRunner:
-    """Calls a :class:`~opensim_pinn.streaming.FrameStep` on numpy float32 arrays with one backend."""
+    """Runs a :class:`~opensim_pinn.streaming.FrameStep` with one backend on numpy float32 arrays.
+
+    The runner owns its input arrays ``features``, ``hidden``, ``lengths`` (int64) and ``weights`` (the
+    step's inputs, shapes of :class:`~opensim_pinn.streaming.FrameStep`): a stream writes a frame's inputs
+    into them and calls :meth:`run`, without copies (ONNX Runtime reads them in place through its I/O
+    binding, PyTorch through tensors sharing their memory).
+    """
 
     def __init__(self, step, backend: str):
         if backend not in BACKENDS:
@@ -215,49 +221,55 @@ class _StepRunner:
         self.backend = backend
         example = (torch.zeros(step.n_frames, step.n_features), torch.zeros(step.n_windows, self.hidden_size),
                    torch.ones(step.n_windows, dtype=torch.long), torch.ones(step.n_windows))
+        self.features, self.hidden, self.lengths, self.weights = self._inputs = tuple(x.numpy().copy() for x in example)
         if backend == "torch":
             self._module = step
         elif backend == "torchscript":
             self._module = torch.jit.freeze(_trace(step, example).eval())
         else:
-            _require_onnx()
-            try:
-                import onnxruntime
-            except ImportError:
-                raise InputError("the onnxruntime backend needs the onnxruntime package: "
-                                 "pip install 'opensim-pinn[export]'") from None
+            self._bind(step, example)
+            return
+        self._tensors = tuple(torch.from_numpy(x) for x in self._inputs)
 
-            names = ["features", "hidden", "lengths", "weights"]
-            outputs = ["activations", "forces", "controls", "actuator_forces", "next_hidden"]
-            content = _onnx_bytes(step, example, names, outputs, {}, {})
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            options.inter_op_num_threads = 1
-            self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
-            # Inputs and outputs bound once to arrays of their own (a call copies into and out of them): one
-            # call into ONNX Runtime per frame, without its per-call conversions.
-            self._inputs = [(i, example[i].numpy().copy()) for i in graph_inputs(self._session, names)]
-            with torch.inference_mode():
-                self._outputs = [o.numpy().copy() for o in step(*example)]
-            self._binding = self._session.io_binding()
-            for (i, array) in self._inputs:
-                self._binding.bind_ortvalue_input(names[i], onnxruntime.OrtValue.ortvalue_from_numpy(array))
-            for name, array in zip(outputs, self._outputs):
-                self._binding.bind_ortvalue_output(name, onnxruntime.OrtValue.ortvalue_from_numpy(array))
+    def _bind(self, step, example: tuple) -> None:
+        """ONNX Runtime session of ``step``, its inputs and outputs bound once to arrays of the runner."""
+        _require_onnx()
+        try:
+            import onnxruntime
+        except ImportError:
+            raise InputError("the onnxruntime backend needs the onnxruntime package: "
+                             "pip install 'opensim-pinn[export]'") from None
+
+        names = ["features", "hidden", "lengths", "weights"]
+        outputs = ["activations", "forces", "controls", "actuator_forces", "next_hidden"]
+        content = _onnx_bytes(step, example, names, outputs, {}, {})
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+        with torch.inference_mode():
+            self._outputs = tuple(o.numpy().copy() for o in step(*example))
+        self._binding = self._session.io_binding()
+        for i in graph_inputs(self._session, names):
+            self._binding.bind_ortvalue_input(names[i], onnxruntime.OrtValue.ortvalue_from_numpy(self._inputs[i]))
+        for name, array in zip(outputs, self._outputs):
+            self._binding.bind_ortvalue_output(name, onnxruntime.OrtValue.ortvalue_from_numpy(array))
+
+    def run(self) -> tuple[np.ndarray, ...]:
+        """The step on the runner's input arrays: activations (n_muscles,), forces (n_muscles,), actuator
+        controls and forces (n_actuators,), next forward states (n_windows, hidden), as numpy arrays that
+        the next run may overwrite."""
+        if self.backend == "onnxruntime":
+            self._session.run_with_iobinding(self._binding)
+            return self._outputs
+        with torch.inference_mode():
+            return tuple(o.numpy() for o in self._module(*self._tensors))
 
     def __call__(self, features: np.ndarray, hidden: np.ndarray, lengths: np.ndarray, weights: np.ndarray):
-        """(activations (n_muscles,), forces (n_muscles,), actuator controls and forces (n_actuators,), next
-        forward states (n_windows, hidden)) as numpy; ``lengths`` int64."""
-        if self.backend == "onnxruntime":
-            given = (features, hidden, lengths, weights)
-            for i, bound in self._inputs:
-                np.copyto(bound, given[i])
-            self._session.run_with_iobinding(self._binding)
-            return tuple(o.copy() for o in self._outputs)
-        with torch.inference_mode():
-            out = self._module(torch.from_numpy(features), torch.from_numpy(hidden), torch.from_numpy(lengths),
-                               torch.from_numpy(weights))
-        return tuple(o.numpy() for o in out)
+        """:meth:`run` on these inputs (copied in), with outputs of their own; ``lengths`` int64."""
+        for bound, given in zip(self._inputs, (features, hidden, lengths, weights)):
+            np.copyto(bound, given)
+        return tuple(o.copy() for o in self.run())
 
 
 def graph_inputs(session, names: list[str]) -> list[int]:

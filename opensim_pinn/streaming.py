@@ -328,7 +328,7 @@ class StreamingPredictor:
         newest = self._base + self._count - 1
         if self.lookahead_frames is not None and newest - self._next >= self.lookahead_frames:
             if not self.filtered_input:
-                self._estimate(np.arange(self._next, newest + 1))
+                self._estimate(self._next, newest + 1)
             while newest - self._next >= self.lookahead_frames:
                 out.append(self._emit(self._next, newest))
                 self._next += 1
@@ -349,7 +349,7 @@ class StreamingPredictor:
             return []
         remaining = np.arange(self._next, n_frames)
         if not self.filtered_input:
-            self._estimate(remaining)
+            self._estimate(self._next, n_frames)
         from .windows import windows
 
         network = self.trainer.network
@@ -407,55 +407,55 @@ class StreamingPredictor:
 
     # ---- internals ---------------------------------------------------------------------
     def _check_frame(self, time, q, grf, qd, qdd):
-        c, g = len(self.coordinates), len(self.grf_labels)
         if not (isinstance(time, (int, float, np.floating, np.integer)) and math.isfinite(time)):
             raise InputError(f"frame time must be a finite number of seconds, got {time!r}")
         if self._count and not time > self._time[self._count - 1]:
             raise InputError(f"frame time {time:.10g} s is not after the previous frame's "
                              f"{self._time[self._count - 1]:.10g} s")
-
-        def vector(values, n, what):
-            array = np.asarray(values if values is not None else np.zeros(0), dtype=float).reshape(-1)
-            if array.shape != (n,):
-                raise InputError(f"frame at {time:g} s: {what} has {array.size} values, the checkpoint expects {n}")
-            if not np.isfinite(array).all():
-                raise InputError(f"frame at {time:g} s: {what} has a NaN or infinite value")
-            return array
-
-        if grf is None and g:
+        if grf is None and self.grf_labels:
             raise InputError("the network was trained with ground reaction forces; give each frame's GRF")
         if self.filtered_input and (qd is None or qdd is None):
             raise InputError("filtered_input=True: give each frame's qd and qdd with its q")
         if not self.filtered_input and (qd is not None or qdd is not None):
             raise InputError("qd and qdd are estimated in the stream; give them only with filtered_input=True")
-        derivatives = (vector(qd, c, "qd"), vector(qdd, c, "qdd")) if self.filtered_input else (None, None)
-        return (vector(q, c, "q"), vector(grf, g, "grf"), *derivatives)
+        c, g = len(self.coordinates), len(self.grf_labels)
+        derivatives = ((self._vector(time, qd, c, "qd"), self._vector(time, qdd, c, "qdd")) if self.filtered_input
+                       else (None, None))
+        return (self._vector(time, q, c, "q"), self._vector(time, grf, g, "grf"), *derivatives)
 
-    def _estimate(self, frames: np.ndarray) -> None:
-        """Kinematics of ``frames`` (consecutive global indices) from the raw coordinates buffered so far.
+    @staticmethod
+    def _vector(time: float, values, n: int, what: str) -> np.ndarray:
+        array = np.asarray(values if values is not None else (), dtype=float).reshape(-1)
+        if array.shape != (n,):
+            raise InputError(f"frame at {time:g} s: {what} has {array.size} values, the checkpoint expects {n}")
+        if not math.isfinite(array.sum()) and not np.isfinite(array).all():  # the sum first: cheaper, mostly enough
+            raise InputError(f"frame at {time:g} s: {what} has a NaN or infinite value")
+        return array
+
+    def _estimate(self, begin: int, end: int) -> None:
+        """Kinematics of frames ``begin`` to ``end - 1`` (global indices) from the raw coordinates buffered so far.
 
         With uniform time steps (within 1e-6 of a step) the local polynomials are a fixed linear
         filter of the samples, computed once per frame pattern and then applied as one product.
         """
         past = self._past
         ahead = min(self.lookahead_frames or 0, past)  # a longer span than 2 x PAST_SPAN_S is too long for a cubic
-        first = max(0, int(frames[0]) - self._base - past)  # only the samples the fits use
-        time, raw = self._time[first:self._count], self._raw[first:self._count]
-        offsets = frames - self._base - first
+        first = max(0, begin - self._base - past)  # only the samples the fits use
+        n_samples, start, n = self._count - first, begin - self._base - first, end - begin
         degree = 3 if ahead else 2
+        rows = slice(first + start, first + start + n)
         c = len(self.coordinates)
         if self._irregular <= self._base + first:  # no irregular step among the samples
-            key = (len(time), int(offsets[0]), len(offsets))
-            weights = self._filters.get(key)
+            weights = self._filters.get((n_samples, start, n))
             if weights is None:  # (3 n, samples): q, qd, qdd rows of each frame's least-squares fit
-                identity = local_polynomial(self._step_s * np.arange(len(time)), np.eye(len(time)), offsets,
-                                            past, ahead, degree, self._step_s * past)
-                weights = self._filters[key] = np.stack(identity, 1).reshape(-1, len(time))
-            estimates = (weights @ raw).reshape(len(offsets), 3 * c)
+                identity = local_polynomial(self._step_s * np.arange(n_samples), np.eye(n_samples),
+                                            np.arange(start, start + n), past, ahead, degree, self._step_s * past)
+                weights = self._filters[(n_samples, start, n)] = np.stack(identity, 1).reshape(-1, n_samples)
+            self._features[rows, :3 * c] = (weights @ self._raw[first:self._count]).reshape(n, 3 * c)
         else:
-            estimates = np.concatenate(local_polynomial(time, raw, offsets, past, ahead, degree,
-                                                        self._step_s * past), 1)
-        self._features[offsets[0] + first:offsets[-1] + first + 1, :3 * c] = estimates
+            self._features[rows, :3 * c] = np.concatenate(local_polynomial(
+                self._time[first:self._count], self._raw[first:self._count], np.arange(start, start + n), past,
+                ahead, degree, self._step_s * past), 1)
 
     def _past_frames(self) -> int:
         return max(2, int(round(PAST_SPAN_S / self._step_s)))
@@ -467,28 +467,31 @@ class StreamingPredictor:
 
             self._step = frame_step_runner(FrameStep(self.trainer, self.lookahead_frames), self.backend)
         step = self._step
-        window, stride, n_windows, n_frames = step.window, step.stride, step.n_windows, step.n_frames
-        hidden = np.zeros((n_windows, step.hidden_size), np.float32)
-        lengths = np.ones(n_windows, np.int64)
-        weights = np.zeros(n_windows, np.float32)
-        first = (t // stride) * stride
-        starts = [first - i * stride for i in range(n_windows)]
+        window, stride, n_frames = step.window, step.stride, step.n_frames
+        hidden, lengths, weights = step.hidden, step.lengths, step.weights  # the step's inputs, written in place
+        hidden.fill(0.0)
+        lengths.fill(1)
+        weights.fill(0.0)
+        starts = range((t // stride) * stride, (t // stride) * stride - step.n_windows * stride, -stride)
         for i, start in enumerate(starts):
             if start < 0 or t >= start + window:
                 continue
-            if start in self._hidden:
-                hidden[i] = self._hidden[start]
+            state = self._hidden.get(start)
+            if state is not None:
+                hidden[i] = state
             weights[i] = min(t - start + 1, start + window - t)
             lengths[i] = min(newest, start + window - 1, t + n_frames - 1) - t + 1
         row, last = t - self._base, newest - self._base
-        features = self._features[row:row + n_frames]
-        if row + n_frames > last + 1:  # the stream's first frames: fewer than K available (ignored rows)
-            features = self._features[np.minimum(np.arange(row, row + n_frames), last)]
-        activations, forces, controls, actuator_forces, states = step(features, hidden, lengths, weights)
+        if row + n_frames <= last + 1:
+            step.features[:] = self._features[row:row + n_frames]
+        else:  # the stream's first frames: fewer than K available (ignored rows)
+            step.features[:] = self._features[np.minimum(np.arange(row, row + n_frames), last)]
+        activations, forces, controls, actuator_forces, states = step.run()
+        states = states.copy()  # the next run overwrites its outputs
         self._hidden = {start: states[i] for i, start in enumerate(starts)
                         if weights[i] > 0 and t + 1 < start + window}
         headed = self._headed
-        return StreamedFrame(time=float(self._time[t - self._base]), activations=activations.astype(float),
+        return StreamedFrame(time=float(self._time[row]), activations=activations.astype(float),
                              forces=forces.astype(float),
                              actuator_controls=controls.astype(float) if headed else None,
                              actuator_forces=actuator_forces.astype(float) if headed else None)

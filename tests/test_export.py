@@ -137,6 +137,26 @@ def test_frame_step_backends_agree(trainer, lookahead_frames):
         assert not ours.size or _close(ours, reference)
 
 
+@pytest.mark.parametrize("backend", ["torch", "torchscript", "onnxruntime"])
+def test_frame_step_runs_on_its_own_input_arrays(trainer, backend):
+    """A stream writes a frame's inputs into the runner's arrays and calls run(): the numbers of a call with them."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    step = FrameStep(trainer, lookahead_frames=3)
+    runner = frame_step_runner(step, backend)
+    generator = np.random.default_rng(2)
+    inputs = ((trainer.feature_mean + trainer.feature_std * generator.standard_normal(
+        (step.n_frames, len(trainer.feature_mean)))).astype(np.float32),
+        generator.standard_normal((step.n_windows, step.hidden_size)).astype(np.float32) * 0.3,
+        np.array([3, 1], np.int64)[:step.n_windows], np.array([2.0, 6.0], np.float32)[:step.n_windows])
+    expected = frame_step_runner(step, "torch")(*inputs)
+    runner(*(np.zeros_like(x) + 1 for x in inputs))  # an earlier frame's inputs, overwritten below
+    for array, values in zip((runner.features, runner.hidden, runner.lengths, runner.weights), inputs):
+        array[:] = values
+    for ours, reference in zip(runner.run(), expected):
+        assert ours.shape == reference.shape and (not ours.size or _close(ours, reference))
+
+
 def test_frame_step_without_lookahead_is_the_general_step(trainer):
     """Without lookahead both GRU directions take their one step in a single call: the numbers of the general
     step whose backward GRU reads the frame alone (float32 rounding: 1e-5 relative)."""

@@ -77,3 +77,24 @@ def test_fused_encoder_matches_the_network(architecture, n_grf):
         fused = FusedEncoder(network, mean, std)(features)
     assert fused.shape == reference.shape
     assert (fused - reference).abs().max().item() <= FLOAT32_TOL * max(1.0, reference.abs().max().item())
+
+
+@pytest.mark.parametrize("padding", [0, 10 ** 9])
+def test_fused_lengths_and_speeds_in_blocks_of_coordinate_groups(trainer, monkeypatch, padding):
+    """The length coefficients in one block per coordinate group (padding 0), or all groups padded into one
+    block: the lengths and speeds of the muscle module; the blocks hold every non-zero coefficient."""
+    from opensim_pinn import fused
+
+    monkeypatch.setattr(fused, "BLOCK_PADDING", padding)
+    model = trainer.muscle_model.to(torch.float32)
+    module = FusedMuscleForces(model)
+    groups = fused._length_groups(model.length_matrix, model.monomial_slots, model.monomial_exponents)
+    assert len(groups) > 1 and len(module.length_blocks) == (len(groups) if padding == 0 else 1)
+    stored = sum(getattr(module, name).count_nonzero().item() for name, _, _ in module.length_blocks)
+    assert stored == model.length_matrix.count_nonzero().item()
+    generator = torch.Generator().manual_seed(3)
+    q = 0.5 * torch.randn(40, len(model.coordinates), generator=generator)
+    qd = 3.0 * torch.randn(40, len(model.coordinates), generator=generator)
+    with torch.no_grad():
+        for ours, reference in zip(module.lengths_and_speeds(q, qd), model.lengths_and_speeds(q, qd)):
+            assert (ours - reference).abs().max().item() <= FLOAT32_TOL * reference.abs().max().item()
