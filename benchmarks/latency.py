@@ -138,7 +138,8 @@ def main() -> None:
     jitter = machine_jitter()
     print(f"this core: a busy loop is interrupted every {jitter['median_interval_ms']} ms (median) for "
           f"{jitter['median_us']} us (median, max {jitter['max_us']} us)", flush=True)
-    results = {"threads": 1, "cores": cores, "machine_jitter": jitter, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    results = {"threads": 1, "cores": cores, "machine_jitter": jitter,
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
     with tempfile.TemporaryDirectory() as work:
         for name, folder, spec, trainer in case_trainers(args, Path(work)):

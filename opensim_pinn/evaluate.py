@@ -406,7 +406,7 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
     dict
         ``files``, ``report``, ``overall`` (pooled summary), ``folds`` (each fold's summary).
     """
-    from .multipliers import OUTPUTS
+    from .multipliers import check_outputs
     from .network import ARCHITECTURES, NetworkConfig
     from .outputs import OutputFolder
     from .trainer import DEFAULT_EPOCHS, TrainConfig
@@ -418,8 +418,7 @@ def evaluate(model: str | Path, *, manifest: str | Path | None = None, motion: s
             raise InputError(f"--epochs must be 1 or more, got {epochs}")
         if architecture not in ARCHITECTURES:
             raise InputError(f"--architecture {architecture}: choose one of {', '.join(ARCHITECTURES)}")
-        if outputs not in OUTPUTS:
-            raise InputError(f"--outputs {outputs}: choose one of {', '.join(OUTPUTS)}")
+        check_outputs(outputs)
         config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS, seed=seed, outputs=outputs,
                              network=NetworkConfig(architecture=architecture))
     if (manifest is None) == (motion is None):

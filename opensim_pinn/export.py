@@ -42,6 +42,7 @@ from torch import nn
 
 from . import __version__
 from .errors import InputError
+from .multipliers import require_activation_outputs
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,7 @@ def export_model(checkpoint: str | Path, out: str | Path, format: str, *, frames
     if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
         raise InputError(f"--frames must be a whole number of frames, 1 or more, got {frames!r}")
     trainer = Trainer.load(checkpoint)
-    if trainer.config.outputs != "activations":
-        raise InputError(f"{checkpoint}: its network outputs {trainer.config.outputs} (train --outputs "
-                         f"{trainer.config.outputs}), which cannot be exported yet; train with --outputs activations")
+    require_activation_outputs(trainer, "be exported")
     model = WindowModel(trainer)
     n_frames = frames or trainer.config.window_frames() or 16
     example = torch.zeros(n_frames, len(trainer.feature_mean))

@@ -13,8 +13,9 @@ stored as float32 buffers:
 - :class:`FusedMuscleForces`: muscle forces: the distinct monomials of all muscles'
   path polynomials and their time derivatives (all powers of all coordinates and their
   rates, one gather, the product over each monomial's slots with the product rule), one
-  matrix product for lengths and lengthening speeds together, then the rigid-tendon
-  force curves of all muscles at once with their constants precomputed.
+  batched matrix product per block of coordinate groups for lengths and lengthening
+  speeds together, then the rigid-tendon force curves of all muscles at once with their
+  constants precomputed.
 
 Both give the numbers of the modules they are built from, up to float32 rounding
 (tests/test_fused.py). They trace to TorchScript and export to ONNX.

@@ -30,11 +30,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import InputError
 from .loss import PhysicsLoss, PhysicsTargets
 from .newton import newton_direction
 
 OUTPUTS = ("activations", "multipliers")
 """What the network's muscle head outputs: one logit per muscle, or one multiplier per coordinate."""
+
+
+def check_outputs(outputs: str) -> None:
+    """A one-line error unless ``outputs`` (the ``--outputs`` option) is one of :data:`OUTPUTS`."""
+    if outputs not in OUTPUTS:
+        raise InputError(f"--outputs {outputs}: choose one of {', '.join(OUTPUTS)}")
+
+
+def require_activation_outputs(trainer, use: str) -> None:
+    """A one-line error if the trainer's network outputs multipliers, which ``use`` ("stream", "be exported")
+    cannot take yet."""
+    outputs = trainer.config.outputs
+    if outputs != "activations":
+        raise InputError(f"this checkpoint's network outputs {outputs} (train --outputs {outputs}), which cannot "
+                         f"{use} yet; train with --outputs activations")
 
 
 def residual_weight(loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:

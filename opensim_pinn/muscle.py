@@ -85,10 +85,9 @@ class MusculoskeletalModel(nn.Module):
                     reduced = key[:slot] + ((c, e - 1),) * (e > 1) + key[slot + 1:]
                     pair = (monomials.setdefault(reduced, len(monomials)), c)
                     derivative_terms.append((m, pairs.setdefault(pair, len(pairs)), coefficient * e))
-        # Pairs in coordinate order: those of one coordinate are a slice (:meth:`paths`).
-        keys = list(pairs)
-        position = {p: i for i, p in enumerate(sorted(range(len(keys)), key=lambda p: keys[p][1]))}
-        pairs = {pair: position[p] for pair, p in pairs.items()}
+        # Pairs in coordinate order (stable): those of one coordinate are a slice (:meth:`paths`).
+        ordered = sorted(pairs, key=lambda pair: pair[1])
+        position = {pairs[pair]: i for i, pair in enumerate(ordered)}
         derivative_terms = [(m, position[p], coefficient) for m, p, coefficient in derivative_terms]
         width = max((len(key) for key in monomials), default=1) or 1
         self.max_order = max((e for key in monomials for _, e in key), default=0)
@@ -100,11 +99,11 @@ class MusculoskeletalModel(nn.Module):
         self.register_buffer("monomial_exponents", torch.tensor(
             [[e for _, e in k] + [0] * (width - len(k)) for k in monomials], dtype=torch.long))  # (U, D)
         self.register_buffer("length_matrix", length_matrix)  # (n_muscles, U), m
-        ordered = sorted(pairs, key=pairs.get)
         self.register_buffer("pair_monomial", torch.tensor([u for u, _ in ordered], dtype=torch.long))  # (P,)
         self.register_buffer("pair_coordinate", torch.tensor([c for _, c in ordered], dtype=torch.long))  # (P,)
-        counts = [sum(1 for _, c in ordered if c == i) for i in range(len(self.coordinates))]
-        self.pair_slices = [slice(sum(counts[:i]), sum(counts[:i + 1])) for i in range(len(counts))]
+        ends = np.cumsum(np.bincount(np.array([c for _, c in ordered], dtype=int),
+                                     minlength=len(self.coordinates))).tolist()
+        self.pair_slices = [slice(start, end) for start, end in zip([0] + ends[:-1], ends)]
         """The pairs of each coordinate (a slice of ``pair_monomial``)."""
         self.register_buffer("derivative_matrix", derivative_matrix)  # (n_muscles, P), m / rad or m / m
 

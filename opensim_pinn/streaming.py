@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .multipliers import require_activation_outputs
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ def check_streamable(trainer) -> None:
     from .fused import fusable
 
     config = trainer.network.config
-    if trainer.config.outputs != "activations":
-        raise InputError(f"this checkpoint's network outputs {trainer.config.outputs} (train --outputs "
-                         f"{trainer.config.outputs}), which cannot stream yet; train with --outputs activations")
+    require_activation_outputs(trainer, "stream")
     if not fusable(trainer.network):
         raise InputError(f"this checkpoint's network ({config.architecture}, {config.gru_layers} GRU layers) "
                          "cannot stream: streaming needs a per-frame encoder (mjca or bigru) and one GRU layer")
@@ -425,6 +424,7 @@ class StreamingPredictor:
 
     @staticmethod
     def _vector(time: float, values, n: int, what: str) -> np.ndarray:
+        """``values`` as a float array of ``n`` finite numbers, or a one-line error naming ``what``."""
         array = np.asarray(values if values is not None else (), dtype=float).reshape(-1)
         if array.shape != (n,):
             raise InputError(f"frame at {time:g} s: {what} has {array.size} values, the checkpoint expects {n}")

@@ -22,7 +22,7 @@ import numpy as np
 from .augment import augmented_settings, check_augmentations
 from .errors import InputError
 from .external_loads import check_same_loads
-from .multipliers import OUTPUTS
+from .multipliers import check_outputs
 from .network import NetworkConfig
 from .distributed import session
 from .snapshots import DEFAULT_SNAPSHOT_EVERY
@@ -138,8 +138,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     if batch_windows is not None and batch_windows < 1:
         raise InputError(f"--batch-windows must be 1 or more, got {batch_windows}")
     check_augmentations(augment or [])
-    if outputs not in OUTPUTS:
-        raise InputError(f"--outputs {outputs}: choose one of {', '.join(OUTPUTS)}")
+    check_outputs(outputs)
     held_out = [] if validation is None else read_manifest(validation)
     OutputFolder(out, list(TRAIN_OUTPUTS), force=force).check()  # in every process before they meet (session)
     check_not_training(out)

@@ -754,7 +754,7 @@ class Trainer:
             "path_polynomials": [p.to_dict() for p in self.polynomials],
             "coordinates": self.coordinates, "muscles": self.muscles, "actuators": self.actuators,
             "control_scale": np.asarray(self.control_scale, float).tolist(),
-            "multiplier_scale": None if getattr(self, "multiplier_scale", None) is None
+            "multiplier_scale": None if self.multiplier_scale is None
             else np.asarray(self.multiplier_scale, float).tolist(),
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
