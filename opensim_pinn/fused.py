@@ -39,6 +39,12 @@ def _f32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to(torch.float32).contiguous()
 
 
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """The exact GELU, ``x Phi(x)``, written with ``erf``: equal to :func:`torch.nn.functional.gelu` to float32
+    rounding, and several times faster in eager PyTorch on one frame's short vectors (as ONNX exports it)."""
+    return x * torch.erf(x * 0.5 ** 0.5).mul_(0.5).add_(0.5)
+
+
 class FusedEncoder(nn.Module):
     """Raw features (K, n_features) to the frame features (K, 2 * gru_hidden) the GRU reads.
 
@@ -99,7 +105,7 @@ class FusedEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if not self.mjca:
-            return F.gelu(torch.addmm(self.integration_bias, features, self.integration_weight))
+            return gelu(torch.addmm(self.integration_bias, features, self.integration_weight))
         c, d, h = self.n_coordinates, self.d_model, self.heads
         k = features.shape[0]
         per_joint = features[:, :3 * c].reshape(k, 3, c).permute(2, 0, 1).contiguous()  # (C, K, 3); bmm: 4x faster
@@ -117,7 +123,7 @@ class FusedEncoder(nn.Module):
         attended = torch.bmm(weights, kv[1]).reshape(k, h, c, dh).permute(0, 2, 1, 3).reshape(k, c, d)
         mixed = torch.matmul(attended, self.out_weight) + residual.transpose(0, 1)  # (K, C, d)
         normed = F.layer_norm(mixed, (d,), eps=self.eps).reshape(k, c * d)
-        return F.gelu(torch.addmm(self.integration_bias, normed, self.integration_weight))
+        return gelu(torch.addmm(self.integration_bias, normed, self.integration_weight))
 
 
 class HermiteCurve(nn.Module):
@@ -235,10 +241,15 @@ class FusedMuscleForces(nn.Module):
             power, power_rate = slots[k], slots[self.n_slots + k]
             value, rate = value * power, torch.addcmul(rate * power, value, power_rate)
         monomials = torch.cat([value, rate], -2)  # (..., 2, N)
-        pieces = monomials.split([n_groups * n for _, n_groups, n in self.length_blocks], -1)
-        blocks = [(piece.unflatten(-1, (n_groups, 1, n)) @ getattr(self, name)).flatten(-3)  # (..., 2, groups muscles)
-                  for piece, (name, n_groups, n) in zip(pieces, self.length_blocks)]
-        lengths, speeds = torch.cat(blocks, -1).index_select(-1, self.muscle_columns).unbind(-2)
+        rows = monomials.reshape(-1, monomials.shape[-1])  # (R, N): R = 2 per frame
+        pieces = rows.split([n_groups * n for _, n_groups, n in self.length_blocks], -1)
+        # groups first, (groups, R, monomials) @ (groups, monomials, muscles): a batched product that does not
+        # broadcast, so the coefficients are read in place, not copied
+        blocks = [torch.bmm(piece.unflatten(-1, (n_groups, n)).transpose(0, 1), getattr(self, name))
+                  .transpose(0, 1).flatten(-2) for piece, (name, n_groups, n) in zip(pieces, self.length_blocks)]
+        columns = torch.cat(blocks, -1).index_select(-1, self.muscle_columns)  # (R, n_muscles)
+        # back to (..., 2, n_muscles); -1 keeps the frames a dynamic axis in ONNX
+        lengths, speeds = columns.reshape((-1,) + monomials.shape[1:-1] + columns.shape[-1:]).unbind(-2)
         return lengths, speeds
 
     def active_force(self, lengths: torch.Tensor, speeds: torch.Tensor) -> torch.Tensor:
@@ -311,6 +322,7 @@ class FusedNetwork(nn.Module):
         for direction, suffix in (("forward", ""), ("backward", "_reverse")):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 self.register_buffer(f"{direction}_{name}", _f32(getattr(network.gru, f"{name}_l0{suffix}")))
+        self._first_step_weights(network.gru)
         heads = [network.head] + ([network.actuator_head] if network.actuator_head is not None else [])
         self.n_muscles = network.head[2].out_features
         self.register_buffer("head_weight", _f32(torch.cat([h[0].weight for h in heads]).T))
@@ -329,18 +341,48 @@ class FusedNetwork(nn.Module):
         weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         return torch.gru(x, h0, weights, True, 1, 0.0, False, False, False)[0]
 
+    def _first_step_weights(self, gru: nn.GRU) -> None:
+        """:meth:`first_step`'s weights: both directions' gates side by side, columns [r_f r_b z_f z_b n_f n_b].
+
+        ``step_input_weight`` (D, 6H) with the input biases, and the hidden biases of r and z (the backward
+        direction starts from zero: its hidden part is its bias alone); ``step_hidden_weight`` (H, 6H), the
+        forward direction's hidden weights (zeros in the backward columns), with the hidden biases of n.
+        """
+        h = gru.hidden_size
+        parts = {}
+        for direction, suffix in (("f", ""), ("b", "_reverse")):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                value = getattr(gru, f"{name}_l0{suffix}").detach().double()
+                parts[name, direction] = dict(zip("rzn", value.split(h)))
+        columns = [(gate, d) for gate in "rzn" for d in "fb"]
+        zeros = torch.zeros(h, h, dtype=torch.float64)
+        self.register_buffer("step_input_weight", _f32(torch.cat([parts["weight_ih", d][g] for g, d in columns]).T))
+        self.register_buffer("step_input_bias", _f32(torch.cat(
+            [parts["bias_ih", d][g] + (parts["bias_hh", d][g] if g != "n" else 0) for g, d in columns])))
+        self.register_buffer("step_hidden_weight", _f32(torch.cat(
+            [parts["weight_hh", d][g] if d == "f" else zeros for g, d in columns]).T))
+        self.register_buffer("step_hidden_bias", _f32(torch.cat(
+            [parts["bias_hh", d][g] if g == "n" else torch.zeros(h, dtype=torch.float64) for g, d in columns])))
+
     def first_step(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Both directions' first step over one frame ``x`` (batch, D), in one bidirectional GRU call: the
-        forward one from ``hidden`` (batch, H), the backward one from zero; outputs (batch, 2H), forward first."""
-        weights = [getattr(self, f"{direction}_{n}") for direction in ("forward", "backward")
-                   for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        h0 = torch.stack([hidden, torch.zeros_like(hidden)])
-        return torch.gru(x.unsqueeze(0), h0, weights, True, 1, 0.0, False, True, False)[0][0]
+        """Both directions' first step over one frame ``x`` (batch, D): the forward one from ``hidden``
+        (batch, H), the backward one from zero; outputs (batch, 2H), forward first.
+
+        The GRU cell of :class:`torch.nn.GRU` (``r``, ``z``, ``n`` gates) written out for both directions at
+        once: a dozen small operations instead of a GRU call, which costs several times more for one step.
+        """
+        h = self.hidden_size
+        inputs = torch.addmm(self.step_input_bias, x, self.step_input_weight)  # (batch, 6H)
+        recurrent = torch.addmm(self.step_hidden_bias, hidden, self.step_hidden_weight)
+        reset_update = torch.sigmoid(inputs[:, :4 * h] + recurrent[:, :4 * h])  # [r_f r_b z_f z_b]
+        new = torch.tanh(torch.addcmul(inputs[:, 4 * h:], reset_update[:, :2 * h], recurrent[:, 4 * h:]))
+        previous = F.pad(hidden, (0, h))  # [h_f, 0]
+        return torch.addcmul(new, reset_update[:, 2 * h:], previous - new)  # (1 - z) n + z h
 
     def heads(self, trunk: torch.Tensor) -> torch.Tensor:
         """Both heads' outputs (..., n_muscles + n_actuators) from the trunk (..., 2H + D): logits, then the
         actuator head's normalised controls."""
-        return torch.addmm(self.out_bias, F.gelu(torch.addmm(self.head_bias, trunk, self.head_weight)),
+        return torch.addmm(self.out_bias, gelu(torch.addmm(self.head_bias, trunk, self.head_weight)),
                            self.out_weight)
 
 
