@@ -376,7 +376,7 @@ class FusedNetwork(nn.Module):
         recurrent = torch.addmm(self.step_hidden_bias, hidden, self.step_hidden_weight)
         reset_update = torch.sigmoid(inputs[:, :4 * h] + recurrent[:, :4 * h])  # [r_f r_b z_f z_b]
         new = torch.tanh(torch.addcmul(inputs[:, 4 * h:], reset_update[:, :2 * h], recurrent[:, 4 * h:]))
-        previous = F.pad(hidden, (0, h))  # [h_f, 0]
+        previous = torch.cat([hidden, torch.zeros_like(hidden)], -1)  # [h_f, 0]
         return torch.addcmul(new, reset_update[:, 2 * h:], previous - new)  # (1 - z) n + z h
 
     def heads(self, trunk: torch.Tensor) -> torch.Tensor:

@@ -142,11 +142,9 @@ class FrameStep(nn.Module):
         frame = parts.encoder(features)  # (K, D)
         n_windows = hidden.shape[0]
         first = frame[:1].expand(n_windows, -1)
-        if self.n_frames == 1:  # no lookahead: the backward GRU reads the frame alone; both directions in one call
-            recurrent = parts.first_step(first, hidden)  # (n_windows, 2H): forward, backward
-            forward_state = recurrent[:, :self.hidden_size]
-        else:  # window i's backward GRU: frames lengths[i] - 1 down to 0 (time-major), then its output there
-            forward_state = parts.gru(first.unsqueeze(0), hidden.unsqueeze(0), "forward")[0]  # (n_windows, H)
+        recurrent = parts.first_step(first, hidden)  # (n_windows, 2H): forward, backward from the frame alone
+        forward_state = recurrent[:, :self.hidden_size]
+        if self.n_frames > 1:  # window i's backward GRU: frames lengths[i] - 1 down to 0 (time-major), then its output
             order = (lengths - 1 - self.reversed_frames).clamp(min=0)  # (K, n_windows)
             backward = parts.gru(frame.index_select(0, order.flatten()).reshape(self.n_frames, n_windows, -1),
                                  torch.zeros_like(hidden).unsqueeze(0), "backward")
