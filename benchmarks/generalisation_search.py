@@ -18,6 +18,7 @@ Usage: python benchmarks/generalisation_search.py [--variants a,b] [--epochs N] 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import time
@@ -96,6 +97,11 @@ VARIANTS = {
     "tau+mirror+noise0.2": {"tau": True, "augment": ["mirror"], "train": {"input_noise": 0.2}},
     "tau+perturb5x4+noise0.2": {"tau": True, "augment": ["perturb"], "perturb": (5.0, 4), "train": {"input_noise": 0.2}},
     "tau+noise0.4": {"tau": True, "train": {"input_noise": 0.4}},
+    "tau+lam0+multipliers+noise0.2": {"tau": True, "unbounded": "multipliers",
+                                      "train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "tau+a0+multipliers+noise0.2": {"tau": True, "unbounded": "activations",
+                                    "train": {"outputs": "multipliers", "input_noise": 0.2}},
+    "tau+a0+noise0.2": {"tau": True, "unbounded": "activations", "train": {"input_noise": 0.2}},
 }
 
 
@@ -163,6 +169,22 @@ def with_tau(trial):
                    grf=np.concatenate([trial.grf, trial.tau], 1))
 
 
+def with_unbounded_so(trial, muscle_model, what: str):
+    """The trial with SO's solution without activation bounds appended to its GRF inputs: per frame, for
+    cost sum(a^2) + sum(u^2) and M a + B u = tau (``M`` the muscle matrix, ``B`` the actuators'),
+    ``lam0 = (M M^T + B B^T)^-1 tau`` (``what="multipliers"``, n_coordinates) or ``a0 = M^T lam0``
+    (``"activations"``, n_muscles): one linear solve per frame, no optimisation (not a package option)."""
+    as64 = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
+    with torch.no_grad():
+        m = copy.deepcopy(muscle_model).to(torch.float64).muscle_matrix(as64(trial.q), as64(trial.qd))[0]  # (T, C, M)
+        b = as64(trial.actuator_map).transpose(1, 2)  # (T, C, A)
+        lam = torch.linalg.solve(m @ m.transpose(1, 2) + b @ b.transpose(1, 2), as64(trial.tau).unsqueeze(-1))
+        values = lam.squeeze(-1) if what == "multipliers" else (m.transpose(1, 2) @ lam).squeeze(-1)
+    names = trial.coordinates if what == "multipliers" else [f"m{j}" for j in range(values.shape[1])]
+    return replace(trial, grf_labels=list(trial.grf_labels) + [f"unbounded/{n}" for n in names],
+                   grf=np.concatenate([trial.grf, values.numpy()], 1))
+
+
 def evaluate(trainer, trial, reference, forces=None) -> dict:
     forces = trainer.muscle_forces(trial) if forces is None else forces
     n = forces.shape[1]
@@ -224,6 +246,9 @@ def main() -> None:
         if variant.get("tau"):
             pairs = [(s, with_tau(t)) for s, t in pairs]
             test = with_tau(test)
+        if variant.get("unbounded"):
+            pairs = [(s, with_unbounded_so(t, muscle_model, variant["unbounded"])) for s, t in pairs]
+            test = with_unbounded_so(test, muscle_model, variant["unbounded"])
         trials = [t for _, t in pairs]
         ensemble = []
         for seed in (int(s) for s in args.seeds.split(",")):
