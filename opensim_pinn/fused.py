@@ -298,7 +298,7 @@ class FusedNetwork(nn.Module):
     """What both the streaming step and the exported window model compute with, from a fitted trainer (float32).
 
     ``encoder`` (:class:`FusedEncoder`), the GRU cell weights of both directions
-    (:meth:`gru`; :meth:`first_step`: both directions' first step in one call), the muscle
+    (:meth:`gru`; :meth:`first_step`: both directions' first step, the GRU cell written out), the muscle
     and actuator heads side by side (:meth:`heads`: one first layer, a block-diagonal
     second one), the activation bounds ``lower`` and ``span`` (n_muscles,),
     ``control_scale`` and ``actuator_scale`` (n_actuators,: the head's outputs to controls,

@@ -98,3 +98,18 @@ def test_fused_lengths_and_speeds_in_blocks_of_coordinate_groups(trainer, monkey
     with torch.no_grad():
         for ours, reference in zip(module.lengths_and_speeds(q, qd), model.lengths_and_speeds(q, qd)):
             assert (ours - reference).abs().max().item() <= FLOAT32_TOL * reference.abs().max().item()
+
+
+def test_first_step_is_the_first_step_of_both_gru_directions(trainer):
+    """:meth:`FusedNetwork.first_step` (the GRU cell written out) against the checkpoint's ``nn.GRU`` on one
+    frame: the forward direction from given states, the backward one from zero."""
+    from opensim_pinn.fused import FusedNetwork
+
+    gru = trainer.network.gru
+    torch.manual_seed(4)
+    x, hidden = torch.randn(3, gru.input_size), torch.randn(3, gru.hidden_size)
+    with torch.no_grad():
+        reference = gru(x[:, None], torch.stack([hidden, torch.zeros_like(hidden)]))[0][:, 0]  # (3, 2H)
+        ours = FusedNetwork(trainer).first_step(x, hidden)
+    assert ours.shape == reference.shape
+    assert (ours - reference).abs().max().item() <= FLOAT32_TOL
