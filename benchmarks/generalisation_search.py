@@ -6,6 +6,9 @@ held-out frames are compared with the fast Static Optimization solver
 (:func:`opensim_pinn.static_opt.fast_static_optimization`, which agrees with OpenSim SO at R^2 0.9999),
 per muscle: median R^2 and mean NRMSE (RMSE / range). Training-frame R^2 is reported too.
 Variants train without input noise unless they name it ("noise0.2" is the package's default since this search).
+With several seeds, each variant's ensemble is scored too: the mean of the seeds' activations (and, with
+multiplier outputs, the activations of the seeds' mean multipliers); it costs one inference per network.
+The "+ema" and "+swa" variants end with averaged weights (:class:`RegularisedTrainer`).
 
 Every variant uses the same path polynomials (fitted once on the poses of the whole walk and its
 mirror image), so that differences come from the network and its data only.
@@ -40,6 +43,7 @@ from opensim_pinn.static_opt import fast_static_optimization, opensim_static_opt
 from opensim_pinn.storage import read_storage
 from opensim_pinn.trainer import TrainConfig, Trainer
 from opensim_pinn.trial import TrialSettings, load_model_info, prepare_trial
+from opensim_pinn.windows import blend, window_index
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gait10dof18musc"
 SPLIT = 1.25
@@ -103,15 +107,30 @@ VARIANTS = {
                                     "train": {"outputs": "multipliers", "input_noise": 0.2}},
     "tau+a0+noise0.2": {"tau": True, "unbounded": "activations", "train": {"input_noise": 0.2}},
 }
+for _base, _settings in (("noise0.2", VARIANTS["noise0.2"]),
+                         ("tau+multipliers+noise0.2", VARIANTS["tau+multipliers+noise0.2"])):
+    for _decay in (0.99, 0.995, 0.999):  # exponential moving averages of the weights, per optimiser step
+        VARIANTS[f"{_base}+ema{_decay}"] = {**_settings, "average": ("ema", _decay)}
+    for _last in (0.25, 0.5):  # stochastic weight averaging: the plain mean over the last fraction of the steps
+        VARIANTS[f"{_base}+swa{_last}"] = {**_settings, "average": ("swa", _last)}
+    # SWA as its authors run it: the learning rate held at half its peak while averaging the last half
+    VARIANTS[f"{_base}+swa0.5+lr0.5"] = {**_settings, "average": ("swa", 0.5, 0.5)}
 
 
 class RegularisedTrainer(Trainer):
-    """Trainer with candidate changes that the package does not have: L2 weight decay in Adam, and
-    coordinates left out of the inputs (their normalised value set to 0)."""
+    """Trainer with candidate changes that the package does not have: L2 weight decay in Adam,
+    coordinates left out of the inputs (their normalised value set to 0), and averaged weights.
 
-    def __init__(self, config, *, weight_decay: float = 0.0, ignore: tuple = ()):
+    ``average``: ``("ema", decay)``, the network ends with the exponential moving average of its
+    weights after each optimiser step, bias-corrected (the weights of step ``t`` count ``(1 - decay)
+    decay^(T - t)``, normalised to sum 1); ``("swa", fraction[, lr_floor])``, with the plain mean of its
+    weights after each of the last ``fraction`` of the steps, the learning rate there held at least at
+    ``lr_floor`` times its peak when given.
+    """
+
+    def __init__(self, config, *, weight_decay: float = 0.0, ignore: tuple = (), average: tuple | None = None):
         super().__init__(config, progress=False)
-        self.weight_decay, self.ignore = weight_decay, ignore
+        self.weight_decay, self.ignore, self.average = weight_decay, ignore, average
 
     def _normalize(self, features):
         normalized = super()._normalize(features)
@@ -121,7 +140,63 @@ class RegularisedTrainer(Trainer):
     def _train(self, *args, **kwargs):
         for group in self.optimizer.param_groups:
             group["weight_decay"] = self.weight_decay
-        return super()._train(*args, **kwargs)
+        if self.average is None:
+            return super()._train(*args, **kwargs)
+        kind, value, *floor = self.average
+        total = self.config.epochs  # full batch: one optimiser step per epoch
+        first = total - int(round(value * total)) if kind == "swa" else 0
+        weights = {k: v for k, v in self.network.state_dict().items() if v.is_floating_point()}
+        mean = {k: torch.zeros_like(v) for k, v in weights.items()}
+        steps = 0
+
+        def lr_floor(optimizer, args, kwargs):
+            if floor and steps >= first:
+                for group in optimizer.param_groups:
+                    group["lr"] = max(group["lr"], floor[0] * self.config.learning_rate)
+
+        def accumulate(optimizer, args, kwargs):
+            nonlocal steps
+            steps += 1
+            if steps <= first:
+                return
+            if kind == "ema":  # bias-corrected: step 1 gives the weights themselves
+                share = (1 - value) / (1 - value ** steps)
+            else:
+                share = 1 / (steps - first)
+            with torch.no_grad():
+                for k, v in weights.items():
+                    mean[k] += share * (v - mean[k])
+
+        hooks = [self.optimizer.register_step_pre_hook(lr_floor), self.optimizer.register_step_post_hook(accumulate)]
+        try:
+            super()._train(*args, **kwargs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        assert steps == total, f"{steps} optimiser steps, expected {total} (one per epoch)"
+        with torch.no_grad():
+            for k, v in weights.items():
+                v.copy_(mean[k])
+
+
+def multipliers(trainer, trial) -> torch.Tensor:
+    """SO's multipliers (n_frames, n_coordinates) that a network with multiplier outputs predicts at the trial's
+    frames (as in :meth:`Trainer.outputs`, before ``clip(M^T lam)``)."""
+    frames = trainer.features(trial)
+    features, grid = trainer._to_ticks(frames, trial.time)
+    index = window_index(features.shape[0], trainer.config.window_frames(), device=features.device)
+    with torch.inference_mode():
+        logits, _ = trainer._window_outputs(features, index)
+        blended = trainer._to_frames(blend(logits, index, features.shape[0]), grid, trial.time)
+    return blended * torch.as_tensor(trainer.multiplier_scale, dtype=blended.dtype)
+
+
+def multiplier_ensemble_forces(trainers, trial) -> np.ndarray:
+    """Muscle forces (N) from the mean of the networks' multipliers: ``clip(M^T mean(lam))``."""
+    lam = torch.stack([multipliers(t, trial) for t in trainers]).mean(0)
+    first = trainers[0]  # trained on the same trials: the same input normalisation and muscle matrix
+    activations = first._multiplier_activations(first.features(trial), lam, *first._bounds(lam.device))
+    return first.muscle_forces(trial, activations)
 
 
 def base_settings(start: float, end: float) -> TrialSettings:
@@ -258,11 +333,12 @@ def main() -> None:
             config = TrainConfig(network=NetworkConfig(**variant.get("network", {})), threads=1, **train)
             began = time.perf_counter()
             trainer = RegularisedTrainer(config, weight_decay=variant.get("weight_decay", 0.0),
-                                         ignore=variant.get("ignore", ()))
+                                         ignore=variant.get("ignore", ()), average=variant.get("average"))
             trainer.fit(trials, info, muscle_model, polynomials=polynomials)
-            ensemble.append((trainer.muscle_forces(test), trainer.muscle_forces(trials[0])))
+            train_s = time.perf_counter() - began
+            ensemble.append((trainer.muscle_forces(test), trainer.muscle_forces(trials[0]), trainer))
             row = {"variant": name, "seed": seed, "train_frames": sum(len(t.time) for t in trials),
-                   "train_s": round(time.perf_counter() - began, 1),
+                   "train_s": round(train_s, 1),
                    "held_out": evaluate(trainer, test, references["test"]),
                    **({"held_out_vs_opensim_so": evaluate(trainer, test, opensim_forces)} if args.opensim else {}),
                    "training": evaluate(trainer, trials[0], references["train"])}
@@ -286,22 +362,36 @@ def main() -> None:
             print(f"{name:28s} ensemble of {len(ensemble)}  held-out R^2 {row['held_out']['median_r2']:.3f} "
                   f"NRMSE {100 * row['held_out']['mean_nrmse']:5.1f} %   training R^2 "
                   f"{row['training']['median_r2']:.4f}", flush=True)
+            if variant.get("train", {}).get("outputs") == "multipliers":  # the mean of the multipliers instead
+                trainers = [e[2] for e in ensemble]
+                row = {**row, "held_out": evaluate(None, test, references["test"],
+                                                   multiplier_ensemble_forces(trainers, test)),
+                       "training": evaluate(None, trials[0], references["train"],
+                                            multiplier_ensemble_forces(trainers, trials[0]))}
+                results[f"{name}/ensemble{len(ensemble)}_multipliers"] = row
+                print(f"{name:28s} ensemble of {len(ensemble)}, mean multipliers  held-out R^2 "
+                      f"{row['held_out']['median_r2']:.3f} NRMSE {100 * row['held_out']['mean_nrmse']:5.1f} %   "
+                      f"training R^2 {row['training']['median_r2']:.4f}", flush=True)
             out.write_text(json.dumps(results, indent=2))
     print(table(results))
 
 
 def table(results: dict) -> str:
-    """One line per variant: held-out median R^2 and mean NRMSE, mean (min-max) over its seeds, its ensemble."""
+    """One line per variant: held-out median R^2 and mean NRMSE, mean (min-max) over its seeds, its ensemble
+    of the most seeds (the mean of the activations; with multiplier outputs, then the mean of the multipliers)."""
     lines = ["| variant | seeds | held-out median R^2 | held-out mean NRMSE | ensemble R^2 / NRMSE | training R^2 |",
              "|---|---|---|---|---|---|"]
     for name in dict.fromkeys(key.split("/")[0] for key in results):
         rows = [row for key, row in results.items() if key.startswith(f"{name}/seed")]
-        ensemble = next((row for key, row in results.items() if key.startswith(f"{name}/ensemble")), None)
+        ensembles = {key.split("/")[1]: row for key, row in results.items() if key.startswith(f"{name}/ensemble")}
+        largest = max((key for key in ensembles if key[len("ensemble"):].isdigit()),
+                      key=lambda key: int(key[len("ensemble"):]), default=None)
         r2s = [row["held_out"]["median_r2"] for row in rows]
         errors = [100 * row["held_out"]["mean_nrmse"] for row in rows]
         fits = [row["training"]["median_r2"] for row in rows]
-        both = "" if ensemble is None else (f"{ensemble['held_out']['median_r2']:.3f} / "
-                                            f"{100 * ensemble['held_out']['mean_nrmse']:.1f} %")
+        shown = [ensembles[key] for key in (largest, f"{largest}_multipliers") if key in ensembles]
+        both = "; ".join(f"{e['held_out']['median_r2']:.3f} / {100 * e['held_out']['mean_nrmse']:.1f} %"
+                         for e in shown)
         lines.append(f"| {name} | {len(rows)} | {np.mean(r2s):.3f} ({min(r2s):.3f}-{max(r2s):.3f}) | "
                      f"{np.mean(errors):.1f} % ({min(errors):.1f}-{max(errors):.1f}) | {both} | {min(fits):.4f} |")
     return "\n".join(lines)
