@@ -105,8 +105,9 @@ class FrameStep(nn.Module):
 
     Built once from the checkpoint, with what depends only on it precomputed
     (:class:`~opensim_pinn.fused.FusedNetwork`): the encoder with the input normalisation
-    folded in, each GRU direction as one ``torch.gru`` call on the cell weights, the muscle
-    and actuator heads as one pair of matrix products, the muscle forces as one monomial
+    folded in, the emitted frame's GRU step of both directions as the GRU cell written out
+    (with lookahead, the backward GRU over the lookahead frames as one ``torch.gru`` call), the
+    muscle and actuator heads as one pair of matrix products, the muscle forces as one monomial
     evaluation and batched curves. Float32. Inputs of :meth:`forward`:
 
     - ``features`` (K, n_features): raw q (rad, m), qd, qdd, GRF (N) of the emitted
