@@ -105,7 +105,6 @@ VARIANTS = {
                                       "train": {"outputs": "multipliers", "input_noise": 0.2}},
     "tau+a0+multipliers+noise0.2": {"tau": True, "unbounded": "activations",
                                     "train": {"outputs": "multipliers", "input_noise": 0.2}},
-    "tau+a0+noise0.2": {"tau": True, "unbounded": "activations", "train": {"input_noise": 0.2}},
 }
 for _base, _settings in (("noise0.2", VARIANTS["noise0.2"]),
                          ("tau+multipliers+noise0.2", VARIANTS["tau+multipliers+noise0.2"])):
