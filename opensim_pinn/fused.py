@@ -322,7 +322,7 @@ class FusedNetwork(nn.Module):
         for direction, suffix in (("forward", ""), ("backward", "_reverse")):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 self.register_buffer(f"{direction}_{name}", _f32(getattr(network.gru, f"{name}_l0{suffix}")))
-        self._first_step_weights(network.gru)
+        self._first_step_weights()
         heads = [network.head] + ([network.actuator_head] if network.actuator_head is not None else [])
         self.n_muscles = network.head[2].out_features
         self.register_buffer("head_weight", _f32(torch.cat([h[0].weight for h in heads]).T))
@@ -341,19 +341,17 @@ class FusedNetwork(nn.Module):
         weights = [getattr(self, f"{direction}_{n}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         return torch.gru(x, h0, weights, True, 1, 0.0, False, False, False)[0]
 
-    def _first_step_weights(self, gru: nn.GRU) -> None:
-        """:meth:`first_step`'s weights: both directions' gates side by side, columns [r_f r_b z_f z_b n_f n_b].
+    def _first_step_weights(self) -> None:
+        """:meth:`first_step`'s weights, from the GRU cell weights: both directions' gates side by side,
+        columns [r_f r_b z_f z_b n_f n_b].
 
         ``step_input_weight`` (D, 6H) with the input biases, and the hidden biases of r and z (the backward
         direction starts from zero: its hidden part is its bias alone); ``step_hidden_weight`` (H, 6H), the
         forward direction's hidden weights (zeros in the backward columns), with the hidden biases of n.
         """
-        h = gru.hidden_size
-        parts = {}
-        for direction, suffix in (("f", ""), ("b", "_reverse")):
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                value = getattr(gru, f"{name}_l0{suffix}").detach().double()
-                parts[name, direction] = dict(zip("rzn", value.split(h)))
+        h = self.hidden_size
+        parts = {(name, direction[0]): dict(zip("rzn", getattr(self, f"{direction}_{name}").double().split(h)))
+                 for direction in ("forward", "backward") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
         columns = [(gate, d) for gate in "rzn" for d in "fb"]
         zeros = torch.zeros(h, h, dtype=torch.float64)
         self.register_buffer("step_input_weight", _f32(torch.cat([parts["weight_ih", d][g] for g, d in columns]).T))

@@ -101,8 +101,7 @@ class MusculoskeletalModel(nn.Module):
         self.register_buffer("length_matrix", length_matrix)  # (n_muscles, U), m
         self.register_buffer("pair_monomial", torch.tensor([u for u, _ in ordered], dtype=torch.long))  # (P,)
         self.register_buffer("pair_coordinate", torch.tensor([c for _, c in ordered], dtype=torch.long))  # (P,)
-        ends = np.cumsum(np.bincount(np.array([c for _, c in ordered], dtype=int),
-                                     minlength=len(self.coordinates))).tolist()
+        ends = self.pair_coordinate.bincount(minlength=len(self.coordinates)).cumsum(0).tolist()
         self.pair_slices = [slice(start, end) for start, end in zip([0] + ends[:-1], ends)]
         """The pairs of each coordinate (a slice of ``pair_monomial``)."""
         self.register_buffer("derivative_matrix", derivative_matrix)  # (n_muscles, P), m / rad or m / m
