@@ -51,10 +51,13 @@ def _augmentations(text: str) -> list[str]:
 
 
 def _outputs_option(parser):
-    parser.add_argument("--outputs", default="activations", choices=("activations", "multipliers"),
+    parser.add_argument("--outputs", default="activations", choices=("activations", "multipliers", "forces"),
                         help="what the network outputs: activations, one per muscle (default); multipliers, "
                              "Static Optimization's multipliers, one per coordinate, with the activations from "
-                             "the muscles at each frame (not for stream or export)")
+                             "the muscles at each frame; forces, the generalised forces of motion, one per "
+                             "coordinate, with the loads' own computed exactly and Static Optimization solved "
+                             "per frame: far better on new trials (needs loads with points in ground). The "
+                             "last two are not for stream or export")
 
 
 def _reserves_option(parser):

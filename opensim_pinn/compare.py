@@ -215,7 +215,7 @@ def _subset(trial, rows: np.ndarray):
     from dataclasses import replace
 
     return replace(trial, time=trial.time[rows], q=trial.q[rows], qd=trial.qd[rows], qdd=trial.qdd[rows],
-                   grf=trial.grf[rows], tau=trial.tau[rows],
+                   grf=trial.grf[rows], loads=trial.loads[rows], tau=trial.tau[rows],
                    actuator_map=trial.actuator_map[rows])
 
 

@@ -17,7 +17,7 @@ the same bodies serves a checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +38,46 @@ class ExternalLoadsData:
         The data file.
     columns : list of list of int
         Columns of ``table.data`` summed into each label (one per ExternalForce on that body and frame).
+    applied : list of AppliedLoad
+        Each ExternalForce whole: force, point and free moment (:meth:`applied_at`).
     """
 
     labels: list[str]
     table: StorageTable
     columns: list[list[int]]
+    applied: list[AppliedLoad] = field(default_factory=list)
 
     def forces_at(self, time: np.ndarray) -> np.ndarray:
         """Force components (N) linearly interpolated at ``time``, shape (n_frames, n_labels)."""
         return np.column_stack([sum(np.interp(time, self.table.time, self.table.data[:, c]) for c in columns)
                                 for columns in self.columns])
+
+
+    def applied_at(self, time: np.ndarray) -> np.ndarray:
+        """Each ExternalForce's force (N), point (m) and free moment (N m), xyz each, linearly interpolated at
+        ``time``: shape (n_frames, n_forces, 9); no point: the body's origin is not known here (NaN), no
+        moment: zero. The frames they are expressed in are :attr:`AppliedLoad.frames`."""
+        out = np.zeros((len(time), len(self.applied), 9))
+        for k, load in enumerate(self.applied):
+            for part, columns in enumerate((load.force, load.point, load.moment)):
+                if columns is None:
+                    out[:, k, 3 * part:3 * part + 3] = np.nan if part == 1 else 0.0
+                    continue
+                for axis, c in enumerate(columns):
+                    out[:, k, 3 * part + axis] = np.interp(time, self.table.time, self.table.data[:, c])
+        return out
+
+
+@dataclass
+class AppliedLoad:
+    """One ExternalForce: its body, the data columns (xyz) of its force, point and free moment (None when
+    it names none), and the frames its force and point are expressed in."""
+
+    body: str
+    force: list[int]
+    point: list[int] | None
+    moment: list[int] | None
+    frames: tuple[str, str]
 
 
 def feature_label(body: str, frame: str, axis: str) -> str:
@@ -175,6 +205,7 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
                          "to the .xml's folder, or absolute)")
     table = read_storage(datafile)
     summed: dict[str, list[int]] = {}
+    applied: list[AppliedLoad] = []
     if not loads.findall("objects/ExternalForce"):
         raise InputError(f"{path}: no ExternalForce in the ExternalLoads file; add one per foot (or "
                          "leave out --external-loads)")
@@ -190,11 +221,14 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
                 raise InputError(f"{path}: ExternalForce {one_line(name)} has <{tag}> {one_line(frame)}, which is "
                                  "not a body of the model; use 'ground' or a body of the model")
         frame = (force.findtext("force_expressed_in_body") or "ground").strip() or "ground"
+        point_frame = (force.findtext("point_expressed_in_body") or "ground").strip() or "ground"
+        parts: dict[str, list[int] | None] = {}
         if not (force.findtext("force_identifier") or "").strip():
             raise InputError(f"{path}: ExternalForce {one_line(name)} names no <force_identifier>; give the "
                              "prefix of its force columns (e.g. ground_force_v)")
         for tag in ("force_identifier", "point_identifier", "torque_identifier"):
             identifier = (force.findtext(tag) or "").strip()
+            parts[tag] = [] if identifier else None
             if not identifier:
                 continue
             for axis in "xyz":
@@ -203,14 +237,20 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
                                                 needed_for=f"ExternalForce {one_line(name)} of {path}")
                 except KeyError:
                     if tag == "torque_identifier":
+                        parts[tag] = None
                         continue  # OpenSim treats a missing torque as zero
                     raise InputError(f"{datafile}: column {one_line(identifier + axis)} (ExternalForce "
                                      f"{one_line(name)}, {tag} in {path}) is missing from the data file; "
                                      "fix the identifier or give the matching data file") from None
+                if parts[tag] is not None:
+                    parts[tag].append(column)
                 if tag == "force_identifier":
                     summed.setdefault(feature_label(body, frame, axis), []).append(column)
+        applied.append(AppliedLoad(body, parts["force_identifier"], parts["point_identifier"],
+                                   parts["torque_identifier"], (frame, point_frame)))
     labels = sorted(summed, key=lambda label: tuple(label.split("/")))
-    return ExternalLoadsData(labels=labels, table=table, columns=[summed[label] for label in labels])
+    return ExternalLoadsData(labels=labels, table=table, columns=[summed[label] for label in labels],
+                             applied=applied)
 
 
 def _enabled_forces(loads) -> list:

@@ -34,8 +34,9 @@ from .errors import InputError
 from .loss import PhysicsLoss, PhysicsTargets
 from .newton import newton_direction
 
-OUTPUTS = ("activations", "multipliers")
-"""What the network's muscle head outputs: one logit per muscle, or one multiplier per coordinate."""
+OUTPUTS = ("activations", "multipliers", "forces")
+"""What the network's muscle head outputs: one logit per muscle, one multiplier per coordinate, or the
+generalised forces of motion per coordinate (:mod:`opensim_pinn.motion_forces`)."""
 
 
 def check_outputs(outputs: str) -> None:

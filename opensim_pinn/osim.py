@@ -589,3 +589,69 @@ def coordinate_directions(model_path: str) -> dict[str, np.ndarray]:
         velocity = body.getVelocityInGround(state)
         directions[coordinate.getName()] = np.concatenate([velocity.get(0).to_numpy(), velocity.get(1).to_numpy()])
     return directions
+
+
+def joint_transform_samples(model_path: str, bodies: list[str], *, n_samples: int = 600,
+                            seed: int = 0) -> list[dict]:
+    """Samples of each joint's transform on the paths from ground to ``bodies``, for
+    :mod:`opensim_pinn.body_kinematics`.
+
+    For every joint between ground and a body of ``bodies`` (parents first), the child body's
+    pose in the parent body (``findTransformBetween``) at ``n_samples`` values of the joint's
+    unlocked coordinates, drawn uniformly in their ranges (rotations within +-pi); locked
+    coordinates stay at their default values.
+
+    Returns
+    -------
+    list of dict
+        ``joint``, ``parent``, ``child`` (body names, "ground" for ground), ``coordinates`` (unlocked, in the
+        joint's order), ``rotational`` (bool per coordinate), ``values`` (n, k) rad or m and ``transforms``
+        (n, 3, 4): rotation matrix and origin (m) of the child body in the parent body.
+
+    Raises
+    ------
+    InputError
+        A coordinate on those paths depends on others (a coordinate coupler): not supported.
+    """
+    model = load_model(model_path)
+    state = model.initSystem()
+    by_child = {}
+    for joint in model.getJointSet():
+        by_child[joint.getChildFrame().findBaseFrame().getName()] = joint
+    chain: list = []
+    for body in bodies:
+        path, name = [], body
+        while name in by_child:
+            path.append(by_child[name])
+            name = by_child[name].getParentFrame().findBaseFrame().getName()
+        chain += [joint for joint in reversed(path) if joint.getName() not in {j.getName() for j in chain}]
+    generator = np.random.default_rng(seed)
+    samples = []
+    for joint in chain:
+        coordinates = [joint.get_coordinates(i) for i in range(joint.numCoordinates())]
+        for coordinate in coordinates:
+            if coordinate.isDependent(state):
+                raise InputError(f"{model_path}: coordinate {coordinate.getName()} of joint {joint.getName()} "
+                                 "depends on other coordinates (a coupler constraint), which the loads' generalised "
+                                 "forces cannot follow; train with --outputs activations")
+            coordinate.setValue(state, coordinate.getDefaultValue(), False)
+        free = [c for c in coordinates if not c.getDefaultLocked()]
+        rotational = [c.getMotionType() == 1 for c in free]
+        low = np.array([max(c.getRangeMin(), -np.pi) if r else c.getRangeMin() for c, r in zip(free, rotational)])
+        high = np.array([min(c.getRangeMax(), np.pi) if r else c.getRangeMax() for c, r in zip(free, rotational)])
+        values = low + (high - low) * generator.random((n_samples if free else 1, len(free)))
+        parent, child = joint.getParentFrame().findBaseFrame(), joint.getChildFrame().findBaseFrame()
+        transforms = np.empty((len(values), 3, 4))
+        for row, value in enumerate(values):
+            for coordinate, v in zip(free, value.tolist()):
+                coordinate.setValue(state, v, False)
+            model.realizePosition(state)
+            pose = child.findTransformBetween(state, parent)
+            rotation, origin = pose.R(), pose.p()
+            transforms[row] = [[rotation.get(i, j) for j in range(3)] + [origin.get(i)] for i in range(3)]
+        for coordinate in coordinates:
+            coordinate.setValue(state, coordinate.getDefaultValue(), False)
+        samples.append({"joint": joint.getName(), "parent": parent.getName(), "child": child.getName(),
+                        "coordinates": [c.getName() for c in free], "rotational": rotational,
+                        "values": values, "transforms": transforms})
+    return samples

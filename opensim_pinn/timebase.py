@@ -72,7 +72,7 @@ def resample_trial(trial, rate: float | None):
         return trial
     grid = ticks(trial.time, rate)
     fields = {}
-    for name in ("q", "qd", "qdd", "grf", "tau", "actuator_map"):
+    for name in ("q", "qd", "qdd", "grf", "loads", "tau", "actuator_map"):
         values = np.asarray(getattr(trial, name, np.zeros(0)))
         if values.shape[:1] != (len(trial.time),):
             continue  # a Kinematics has no tau / actuator_map

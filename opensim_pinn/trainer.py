@@ -39,6 +39,10 @@ How the optimisation is made to converge (the loss is unchanged):
   multipliers, one per coordinate, and the activations are ``clip(M^T lam)`` from
   the muscle matrix at each frame; training then back-propagates a damped step of
   SO's dual in those outputs (:mod:`opensim_pinn.multipliers`) instead.
+- With ``"forces"`` the network reads the external loads' generalised forces too and
+  outputs the generalised forces of motion, one per coordinate, fitted to the training
+  trials' inverse dynamics; the activations and controls come from Static
+  Optimization's problem solved per frame (:mod:`opensim_pinn.motion_forces`).
 - Trials are resampled to the internal rate :attr:`TrainConfig.rate` (Hz;
   :mod:`opensim_pinn.timebase`) and cut into windows of :attr:`TrainConfig.window_s`
   seconds that overlap by half (the BiGRU's time window); the per-frame encoder runs
@@ -77,13 +81,13 @@ import io
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, motion_forces
 from .errors import InputError, first_line
 from .external_loads import check_same_loads, labels_by_body, loads_description, loads_mismatch
 from .loss import PhysicsLoss, PhysicsTargets, physics_targets
@@ -181,7 +185,9 @@ class TrainConfig:
         What the muscle head outputs (:data:`opensim_pinn.multipliers.OUTPUTS`): ``"activations"``, one
         logit per muscle; ``"multipliers"``, SO's multipliers, one per coordinate, with the activations
         ``clip(M^T lam)`` from the muscle matrix at each frame (:mod:`opensim_pinn.multipliers`; trained by
-        a majorise-minimise step of SO's dual; not for streaming or export).
+        a majorise-minimise step of SO's dual; not for streaming or export); ``"forces"``, the generalised
+        forces of motion, one per coordinate, with the activations from Static Optimization solved per frame
+        (:mod:`opensim_pinn.motion_forces`; not for streaming or export).
     batch_windows : int or None
         Windows per optimiser step, drawn across all trials (in all processes
         together under ``torchrun``); ``None``, or at least the corpus's windows:
@@ -358,7 +364,14 @@ class Trainer:
         if not trials:
             raise ValueError("no trials to train on")
         self._set_model(info, muscle_model, polynomials, trials)
-        features = [trial_features(t) for t in trials]
+        forces_out = config.outputs == "forces"
+        self.load_kinematics = self.motion_scale = self.actuator_map = None
+        if forces_out:
+            for trial in trials:
+                motion_forces.check_loads(trial, f"trial {trial.name}")
+            self.load_kinematics = motion_forces.build_load_kinematics(info.path, trials[0].load_bodies,
+                                                                       self.coordinates)
+        features = [self._raw_features(t) for t in trials]
         stacked = np.concatenate(features)
         self.feature_mean = stacked.mean(axis=0)
         std = stacked.std(axis=0)
@@ -367,6 +380,12 @@ class Trainer:
         loss = self._loss(device)
         corpus = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), targets
         physics = [self.targets(trial) for trial in trials]
+        if forces_out:  # the targets: the generalised forces of motion, tau + Q_loads (motion_forces)
+            motion = [t.tau + f[:, -len(self.coordinates):] for t, f in zip(trials, features)]
+            self.motion_scale = motion_forces.rms_scale(motion)
+            spanned = (np.abs(np.concatenate([p.muscle_matrix.numpy() for p in physics])).max(axis=(0, 2)) > 0)
+            self.actuator_map = motion_forces.constant_actuator_map(trials, spanned)
+            physics = [replace(p, tau=torch.as_tensor(m)) for p, m in zip(physics, motion)]
         for trial, feature, exact in zip(trials, features, physics):
             corpus.append((torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device),
                            window_index(len(trial.time), config.window_frames(), device=device),
@@ -377,8 +396,8 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.network = build_network(config.network, len(self.coordinates), len(self.grf_labels),
-                                         self._n_outputs(), len(self.actuators)).to(device)
+            self.network = build_network(config.network, len(self.coordinates), self._n_load_inputs(),
+                                         self._n_outputs(), 0 if forces_out else len(self.actuators)).to(device)
         held_out = self._validation_data(validation) if validation else None
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.history, self.best_epoch, self._best = [], None, None
@@ -411,9 +430,11 @@ class Trainer:
         config = self.config
         lower, upper = loss.min_control, loss.max_control
         scale = torch.as_tensor(self.control_scale, dtype=torch.float32, device=lower.device)
-        multipliers = config.outputs == "multipliers"
+        multipliers, forces_out = config.outputs == "multipliers", config.outputs == "forces"
         if multipliers:
             lam_scale = torch.as_tensor(self.multiplier_scale, dtype=torch.float32, device=lower.device)
+        if forces_out:
+            motion_scale = torch.as_tensor(self.motion_scale, dtype=torch.float32, device=lower.device)
         counts = [index.shape[0] for _, index, _ in corpus]
         world = 1 if distributed is None else distributed.world_size
         full_batch = distributed is None and (config.batch_windows is None or config.batch_windows >= sum(counts))
@@ -491,6 +512,16 @@ class Trainer:
                         frames = logits.shape[0] * logits.shape[1]
                         mine += frames
                         share = frames / n_frames
+                        if forces_out:  # least squares on the generalised forces of motion, in their RMS units
+                            fit = ((logits - target.tau / motion_scale) ** 2).sum(-1).mean()
+                            totals["dynamics"] += share * float(fit.detach())
+                            totals["total"] += share * float(fit.detach())
+                            part = fit * share
+                            if full_batch:
+                                part.backward()
+                            else:
+                                objective = objective + part * world
+                            continue
                         if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_curvature
                             activations = multiplier_activations(lam_scale * logits, target.muscle_matrix,
                                                                  lower, upper)
@@ -624,12 +655,19 @@ class Trainer:
         frame, see :mod:`opensim_pinn.external_loads`; :meth:`check_kinematics` checks them).
         """
         device = next(self.network.parameters()).device
+        return torch.as_tensor(self._normalize(self._raw_features(kinematics)), dtype=torch.float32, device=device)
+
+    def _raw_features(self, kinematics) -> np.ndarray:
+        """:func:`trial_features` with the GRF components in the network's order; with ``"forces"`` outputs,
+        then the loads' generalised forces (n_coordinates, :func:`~opensim_pinn.motion_forces.load_forces`)."""
         labels = list(kinematics.grf_labels)
         features = trial_features(kinematics)
         if labels != self.grf_labels and set(labels) == set(self.grf_labels):
             grf = kinematics.grf[:, [labels.index(label) for label in self.grf_labels]]
             features = np.concatenate([features[:, :3 * len(self.coordinates)], grf], axis=1)
-        return torch.as_tensor(self._normalize(features), dtype=torch.float32, device=device)
+        if self.config.outputs == "forces":
+            features = np.concatenate([features, motion_forces.load_forces(self.load_kinematics, kinematics)], 1)
+        return features
 
     def outputs(self, features: torch.Tensor, time: np.ndarray | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -642,7 +680,9 @@ class Trainer:
         outputs interpolated back to ``time``. Windows as in training; where they
         overlap, their outputs are blended with triangular weights. With multiplier outputs
         (:attr:`TrainConfig.outputs`) the blended multipliers are interpolated to ``time`` and the
-        activations are ``clip(M^T lam)`` with the muscle matrix at each frame's own q, qd.
+        activations are ``clip(M^T lam)`` with the muscle matrix at each frame's own q, qd. With ``"forces"``
+        outputs the blended forces of motion are interpolated to ``time`` and the activations and controls come
+        from Static Optimization of each frame (:mod:`opensim_pinn.motion_forces`).
         """
         lower, upper = self._bounds(features.device)
         frame_features = features
@@ -653,6 +693,9 @@ class Trainer:
             logits, heads = self._window_outputs(features, index)
             controls = None if heads is None else blend(heads, index, n_frames) * torch.as_tensor(
                 self.control_scale, dtype=heads.dtype, device=heads.device)
+            if self.config.outputs == "forces":
+                motion = self._to_frames(blend(logits, index, n_frames), grid, time)
+                return self._solved(frame_features, motion)
             if self.config.outputs == "multipliers":
                 lam = self._to_frames(blend(logits, index, n_frames), grid, time) * torch.as_tensor(
                     self.multiplier_scale, dtype=logits.dtype, device=logits.device)
@@ -661,6 +704,25 @@ class Trainer:
                 activations = lower + (upper - lower) * blend(torch.sigmoid(logits), index, n_frames)
                 activations = self._to_frames(activations, grid, time, lower, upper)
         return activations, None if controls is None else self._to_frames(controls, grid, time)
+
+    def _solved(self, features: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activations (n_frames, n_muscles) and controls (n_frames, n_actuators) of Static Optimization for
+        ``tau = motion * scale - Q_loads``, from ``motion`` (n_frames, n_coordinates; in :attr:`motion_scale`
+        units) and the normalised ``features`` (their q, qd and Q_loads), float32 on the features' device."""
+        c = len(self.coordinates)
+        raw = features.double().cpu().numpy() * self.feature_std + self.feature_mean
+        q, qd, loads = (torch.as_tensor(raw[:, s]) for s in (slice(0, c), slice(c, 2 * c), slice(-c, None)))
+        tau = motion.double().cpu() * torch.as_tensor(self.motion_scale) - loads
+        matrix, _ = self.muscle_model.muscle_matrix(q, qd)
+        muscles, actuators = {m.name: m for m in self.info.muscles}, {a.name: a for a in self.info.actuators}
+        lower = torch.tensor([muscles[m].min_control for m in self.muscles]
+                             + [actuators[a].min_control for a in self.actuators], dtype=torch.float64)
+        upper = torch.tensor([muscles[m].max_control for m in self.muscles]
+                             + [actuators[a].max_control for a in self.actuators], dtype=torch.float64)
+        activations, controls = motion_forces.solve_frames(matrix, tau, torch.as_tensor(self.actuator_map),
+                                                           lower, upper)
+        return (activations.to(device=features.device, dtype=torch.float32),
+                controls.to(device=features.device, dtype=torch.float32))
 
     def _multiplier_activations(self, features: torch.Tensor, lam: torch.Tensor, lower: torch.Tensor,
                                 upper: torch.Tensor) -> torch.Tensor:
@@ -756,6 +818,9 @@ class Trainer:
             "control_scale": np.asarray(self.control_scale, float).tolist(),
             "multiplier_scale": None if self.multiplier_scale is None
             else np.asarray(self.multiplier_scale, float).tolist(),
+            "load_kinematics": None if self.load_kinematics is None else self.load_kinematics.state(),
+            "motion_scale": None if self.motion_scale is None else np.asarray(self.motion_scale, float).tolist(),
+            "actuator_map": None if self.actuator_map is None else np.asarray(self.actuator_map, float).tolist(),
             "grf_labels": self.grf_labels, "lowpass": self.lowpass, "trials": self.trial_settings,
             "state_variables": self.state_variables, "history": self.history,
             "best_epoch": getattr(self, "best_epoch", None),
@@ -825,8 +890,15 @@ class Trainer:
         trainer.multiplier_scale = None if scale is None else np.array(scale, float)
         if trainer.config.outputs == "multipliers" and trainer.multiplier_scale is None:
             raise ValueError("multiplier outputs without their multiplier_scale")
+        trainer.load_kinematics = trainer.motion_scale = trainer.actuator_map = None
+        if trainer.config.outputs == "forces":
+            from .body_kinematics import LoadKinematics
+
+            trainer.load_kinematics = LoadKinematics.from_state(state["load_kinematics"])
+            trainer.motion_scale = np.array(state["motion_scale"], float)
+            trainer.actuator_map = np.array(state["actuator_map"], float).reshape(len(trainer.actuators), -1)
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
-                                        len(trainer.grf_labels), trainer._n_outputs(),
+                                        trainer._n_load_inputs(), trainer._n_outputs(),
                                         len(trainer.actuators) if head else 0)
         trainer.network.load_state_dict(state["network_state"])
         trainer.network.eval()
@@ -907,8 +979,12 @@ class Trainer:
         return lower, upper
 
     def _n_outputs(self) -> int:
-        """Outputs of the muscle head: one per muscle, or one multiplier per coordinate."""
-        return len(self.coordinates) if self.config.outputs == "multipliers" else len(self.muscles)
+        """Outputs of the muscle head: one per muscle, or one multiplier or force of motion per coordinate."""
+        return len(self.muscles) if self.config.outputs == "activations" else len(self.coordinates)
+
+    def _n_load_inputs(self) -> int:
+        """Inputs after the kinematics: GRF components, and with ``"forces"`` the loads' generalised forces."""
+        return len(self.grf_labels) + (len(self.coordinates) if self.config.outputs == "forces" else 0)
 
     def _curvature(self, loss: PhysicsLoss, targets: PhysicsTargets) -> torch.Tensor:
         """Per frame, what the training direction needs: the loss's Hessian in the activations (n_muscles^2),
@@ -916,6 +992,8 @@ class Trainer:
         in float64)."""
         if self.config.outputs == "multipliers":
             return dual_curvature(loss, targets.to(dtype=torch.float64)).to(targets.tau.dtype)
+        if self.config.outputs == "forces":  # least squares: no curvature
+            return targets.tau.new_zeros(targets.tau.shape[0], 1, 1)
         return curvature(loss, targets, len(self.muscles))
 
     def _normalize(self, features: np.ndarray) -> np.ndarray:
@@ -936,6 +1014,8 @@ class Trainer:
                              "--external-loads")
         if labels and not self.grf_labels:
             raise InputError("the network was trained without external loads; leave out --external-loads")
+        if self.config.outputs == "forces":
+            motion_forces.check_loads(kinematics, "the trial")
         mismatch = loads_mismatch(labels, self.grf_labels)
         if mismatch:
             raise InputError(f"the external loads do not match the checkpoint's: {mismatch}; give loads on the "

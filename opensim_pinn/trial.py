@@ -39,8 +39,8 @@ DEFAULT_LOWPASS_HZ = 6.0
 MODEL_INFO_FORMAT = 2
 """Version of the cached model descriptions (2: with the model's state variable names)."""
 
-TRIAL_FORMAT = 2
-"""Version of the cached trials (2: ground reaction forces labelled by body and frame)."""
+TRIAL_FORMAT = 3
+"""Version of the cached trials (2: ground reaction forces labelled by body and frame; 3: each load whole)."""
 
 MIN_FRAMES = 6
 """Fewest motion rows that a quintic spline (and so the differentiation) needs."""
@@ -73,6 +73,12 @@ class Kinematics:
     grf_labels : list of str
     grf : ndarray, shape (n_frames, n_grf)
         Ground reaction force components (N), zero columns when there are no loads.
+    load_bodies, load_frames : list of str
+        Per ExternalForce: the body it acts on; the frame its force and point are expressed in
+        ("ground", or a body: then "<force frame>,<point frame>").
+    loads : ndarray, shape (n_frames, n_loads, 9)
+        Per ExternalForce: force (N), point (m; NaN when it names none) and free moment (N m), xyz each
+        (:meth:`opensim_pinn.external_loads.ExternalLoadsData.applied_at`).
     """
 
     name: str
@@ -83,10 +89,15 @@ class Kinematics:
     qdd: np.ndarray
     grf_labels: list[str] = field(default_factory=list)
     grf: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    load_bodies: list[str] = field(default_factory=list)
+    load_frames: list[str] = field(default_factory=list)
+    loads: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 9)))
 
     def __post_init__(self):
         if self.grf.size == 0:  # no loads: shape (n_frames, 0), indexed by frame like the coordinates
             self.grf = np.zeros((len(self.time), 0))
+        if self.loads.size == 0:
+            self.loads = np.zeros((len(self.time), 0, 9))
 
 
 @dataclass
@@ -151,6 +162,10 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
     if loads is not None:
         _check_loads_cover(loads, external_loads, kinematics.time, (start, end))
         kinematics.grf_labels, kinematics.grf = loads.labels, loads.forces_at(kinematics.time)
+        kinematics.load_bodies = [load.body for load in loads.applied]
+        kinematics.load_frames = [load.frames[0] if len(set(load.frames)) == 1 else ",".join(load.frames)
+                                  for load in loads.applied]
+        kinematics.loads = loads.applied_at(kinematics.time)
     return kinematics
 
 
