@@ -9,10 +9,14 @@ Optimization (OpenSim's own by default).
   :data:`opensim_pinn.network.ARCHITECTURES` has it (skipped with a note otherwise).
 - ``supervised``: the same network trained with MSE on the fast solver's SO activations of the
   training frames (labels), against the label-free network.
+- ``outputs``: what the network outputs: activations (the paper's), SO's multipliers, or the
+  generalised forces of motion with the loads' own computed and SO solved per frame
+  (:mod:`opensim_pinn.motion_forces`).
 - ``loso``: leave one speed out, on walks of the built-in model at three stride times.
 - ``strides3d``: leave one stride out on the 3D gait2392 walk (0.5-4.0 s, 92 muscles).
 
-``loss``, ``architecture`` and ``supervised`` run on leave-one-stride-out of the 2D
+``loso`` and ``strides3d`` measure the forces outputs beside the default. ``loss``, ``architecture``,
+``supervised`` and ``outputs`` run on leave-one-stride-out of the 2D
 gait10dof18musc walk (shared data; the built-in model's three-stride walk with ``--quick``
 or without the shared data). Results go to ``benchmarks/results/paper_experiments.json``
 (merged with earlier runs, so subsets can be run one at a time) and ``docs/results.md``
@@ -48,7 +52,7 @@ from opensim_pinn.network import ARCHITECTURES, NetworkConfig, build_network  # 
 from opensim_pinn.trainer import DEFAULT_EPOCHS, TrainConfig, Trainer  # noqa: E402
 from opensim_pinn.windows import window_index  # noqa: E402
 
-EXPERIMENTS = ("loso", "supervised", "loss", "architecture", "strides3d")
+EXPERIMENTS = ("outputs", "loso", "supervised", "loss", "architecture", "strides3d")
 DEFAULT_ARCHITECTURES = ("mjca", "bigru", "cnn", "mlp")
 SPEEDS = (1.0, 1.2, 1.4)
 """Stride times (s) of the built-in model's walks for leave-one-speed-out (fast, normal, slow)."""
@@ -209,7 +213,12 @@ def variants(experiment: str, base: TrainConfig, architectures) -> list[tuple[st
     if experiment == "supervised":
         return [("label-free (physics loss)", base, None, None),
                 ("supervised (MSE on fast-SO activations)", base, supervised_fit(base), None)]
-    return [("label-free mjca", base, None, None)]
+    if experiment == "outputs":
+        return [("activations (default)", base, None, None),
+                ("multipliers", with_(outputs="multipliers"), None, None),
+                ("forces (loads' part exact, SO solved)", with_(outputs="forces"), None, None)]
+    return [("label-free mjca", base, None, None),
+            ("forces outputs", with_(outputs="forces"), None, None)]
 
 
 def main(argv=None) -> int:
@@ -247,7 +256,7 @@ def main(argv=None) -> int:
         work = Path(work)
         plans = {}
         for experiment in only:
-            if experiment in ("loss", "architecture", "supervised"):
+            if experiment in ("loss", "architecture", "supervised", "outputs"):
                 key = "walk2d"
                 plans.setdefault(key, walk2d_plan(work, args.quick))
             elif experiment == "loso":
@@ -302,6 +311,7 @@ def save(results: dict, args, experiments: list[str]) -> None:
 
 # ---- the document --------------------------------------------------------------------------------------------------
 TITLES = {
+    "outputs": "Outputs: activations, multipliers, or generalised forces of motion",
     "loss": "Loss ablation (each term removed)",
     "architecture": "Architecture ablation",
     "supervised": "Supervised baseline (the same network on SO labels)",
@@ -311,6 +321,13 @@ TITLES = {
 
 
 NOTES = {
+    "outputs": "All with the same network, folds, seed and epochs. *activations*: the paper's output, one per "
+               "muscle. *multipliers*: SO's multipliers, one per coordinate, activations clip(M^T lam). *forces*: "
+               "the network also reads the external loads' generalised forces, which opensim_pinn.body_kinematics "
+               "computes exactly from the model's joint kinematics, and outputs the rest of the generalised forces "
+               "(inertia, gravity: fitted to the training trials' inverse dynamics); the activations are Static "
+               "Optimization's for their sum, solved per frame with the muscle module. Learning only the motion "
+               "part is what generalises: it is the smaller, smoother part of the joint moments.",
     "loss": "Without L_b the training is the full loss's to the last digit: activations are kept inside their "
             "bounds by construction (a scaled sigmoid), so the boundary term is zero throughout and only guards "
             "other parametrisations. Without L_p the problem is SO's constraint alone, which many muscle "

@@ -896,7 +896,8 @@ class Trainer:
 
             trainer.load_kinematics = LoadKinematics.from_state(state["load_kinematics"])
             trainer.motion_scale = np.array(state["motion_scale"], float)
-            trainer.actuator_map = np.array(state["actuator_map"], float).reshape(len(trainer.actuators), -1)
+            trainer.actuator_map = np.array(state["actuator_map"], float).reshape(len(trainer.actuators),
+                                                                               len(trainer.coordinates))
         trainer.network = build_network(trainer.config.network, len(trainer.coordinates),
                                         trainer._n_load_inputs(), trainer._n_outputs(),
                                         len(trainer.actuators) if head else 0)
