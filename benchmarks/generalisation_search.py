@@ -105,6 +105,10 @@ VARIANTS = {
                                       "train": {"outputs": "multipliers", "input_noise": 0.2}},
     "tau+a0+multipliers+noise0.2": {"tau": True, "unbounded": "activations",
                                     "train": {"outputs": "multipliers", "input_noise": 0.2}},
+    # the loads' generalised forces computed exactly, the network learns the rest, SO solved (motion_forces)
+    "forces": {"train": {"outputs": "forces"}},
+    "forces+noise0.2": {"train": {"outputs": "forces", "input_noise": 0.2}},
+    "forces+mirror+noise0.2": {"augment": ["mirror"], "train": {"outputs": "forces", "input_noise": 0.2}},
 }
 for _base, _settings in (("noise0.2", VARIANTS["noise0.2"]),
                          ("tau+multipliers+noise0.2", VARIANTS["tau+multipliers+noise0.2"])):

@@ -9,7 +9,8 @@ dynamics splits ``tau`` exactly::
 ``Q_loads``, the generalised forces of the external loads, is kinematics:
 :class:`~opensim_pinn.body_kinematics.LoadKinematics` computes it exactly, without
 OpenSim. The network learns only ``tau_motion`` (inertia, gravity, passive forces: a
-smooth function of the kinematics, and the smaller part of the joint moments in gait),
+smooth function of the kinematics, and the smaller part of the joint moments in gait; all of
+them for a model without external loads),
 from the inverse dynamics of its training trials, with ``Q_loads`` among its inputs; the
 activations and actuator controls then come from Static Optimization's own problem,
 solved exactly per frame with the muscle module (:func:`solve_frames`). So on new trials
@@ -48,8 +49,6 @@ def build_load_kinematics(model_path: str, bodies: list[str], coordinates: list[
 
 def check_loads(kinematics, what: str) -> None:
     """A one-line error unless the trial's loads can be followed: each with a point, force and point in ground."""
-    if not kinematics.load_bodies:
-        raise InputError(f"{what}: --outputs forces needs the trial's external loads (--external-loads)")
     other = sorted({f for f in kinematics.load_frames if f != "ground"})
     if other:
         raise InputError(f"{what}: loads expressed in {', '.join(other)}; --outputs forces needs the forces and "

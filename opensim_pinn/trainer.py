@@ -366,7 +366,7 @@ class Trainer:
         self._set_model(info, muscle_model, polynomials, trials)
         forces_out = config.outputs == "forces"
         self.load_kinematics = self.motion_scale = self.actuator_map = None
-        if forces_out:
+        if forces_out and self.grf_labels:  # without loads, the network learns the whole generalised forces
             for trial in trials:
                 motion_forces.check_loads(trial, f"trial {trial.name}")
             self.load_kinematics = motion_forces.build_load_kinematics(info.path, trials[0].load_bodies,
@@ -666,7 +666,9 @@ class Trainer:
             grf = kinematics.grf[:, [labels.index(label) for label in self.grf_labels]]
             features = np.concatenate([features[:, :3 * len(self.coordinates)], grf], axis=1)
         if self.config.outputs == "forces":
-            features = np.concatenate([features, motion_forces.load_forces(self.load_kinematics, kinematics)], 1)
+            loads = (np.zeros(kinematics.q.shape) if self.load_kinematics is None
+                     else motion_forces.load_forces(self.load_kinematics, kinematics))
+            features = np.concatenate([features, loads], 1)
         return features
 
     def outputs(self, features: torch.Tensor, time: np.ndarray | None = None
@@ -894,7 +896,8 @@ class Trainer:
         if trainer.config.outputs == "forces":
             from .body_kinematics import LoadKinematics
 
-            trainer.load_kinematics = LoadKinematics.from_state(state["load_kinematics"])
+            loads = state["load_kinematics"]
+            trainer.load_kinematics = None if loads is None else LoadKinematics.from_state(loads)
             trainer.motion_scale = np.array(state["motion_scale"], float)
             trainer.actuator_map = np.array(state["actuator_map"], float).reshape(len(trainer.actuators),
                                                                                len(trainer.coordinates))
@@ -1015,7 +1018,7 @@ class Trainer:
                              "--external-loads")
         if labels and not self.grf_labels:
             raise InputError("the network was trained without external loads; leave out --external-loads")
-        if self.config.outputs == "forces":
+        if self.config.outputs == "forces" and self.load_kinematics is not None:
             motion_forces.check_loads(kinematics, "the trial")
         mismatch = loads_mismatch(labels, self.grf_labels)
         if mismatch:

@@ -96,14 +96,15 @@ def walk_at_two_rates(builtin_project, demo_checkpoint, tmp_path_factory):
     return trials, info, paths.muscle_model, paths.polynomials
 
 
-def test_trained_at_60hz_predicts_1000hz_as_well(walk_at_two_rates):
+@pytest.mark.parametrize("outputs", ["activations", "forces"])
+def test_trained_at_60hz_predicts_1000hz_as_well(walk_at_two_rates, outputs):
     from opensim_pinn.metrics import r2
     from opensim_pinn.static_opt import fast_static_optimization
 
     trials, info, muscle_model, polynomials = walk_at_two_rates
     assert len(trials[60].time) == 73 and len(trials[1000].time) == 1201
-    trainer = Trainer(TrainConfig(epochs=300), progress=False).fit([trials[60]], info, muscle_model,
-                                                                   polynomials=polynomials)
+    trainer = Trainer(TrainConfig(epochs=300, outputs=outputs), progress=False).fit(
+        [trials[60]], info, muscle_model, polynomials=polynomials)
     n_muscles = len(trainer.muscles)
 
     def median_r2(trial, network):
@@ -111,7 +112,8 @@ def test_trained_at_60hz_predicts_1000hz_as_well(walk_at_two_rates):
         return float(np.median(r2(reference, network.muscle_forces(trial, network.predict(trial)))))
 
     at_60, at_1000 = median_r2(trials[60], trainer), median_r2(trials[1000], trainer)
-    assert at_60 > 0.98  # trained (measured 0.9915; 1000 Hz 0.9918): the comparison is between two good fits
+    # trained (measured 0.991 at 60 Hz and 0.991 at 1000 Hz; forces outputs 0.9999 and 0.9997): two good fits
+    assert at_60 > 0.98
     assert abs(at_1000 - at_60) <= CROSS_RATE_TOL, (at_60, at_1000)
 
 
