@@ -715,7 +715,9 @@ class Trainer:
         raw = features.double().cpu().numpy() * self.feature_std + self.feature_mean
         q, qd, loads = (torch.as_tensor(raw[:, s]) for s in (slice(0, c), slice(c, 2 * c), slice(-c, None)))
         tau = motion.double().cpu() * torch.as_tensor(self.motion_scale) - loads
-        matrix, _ = self.muscle_model.muscle_matrix(q, qd)
+        model = self.inference_muscle_model()  # float32, as the forces: the solve itself is in float64
+        device = model.max_isometric_force.device
+        matrix = model.muscle_matrix(q.to(device, torch.float32), qd.to(device, torch.float32))[0].double().cpu()
         muscles, actuators = {m.name: m for m in self.info.muscles}, {a.name: a for a in self.info.actuators}
         lower = torch.tensor([muscles[m].min_control for m in self.muscles]
                              + [actuators[a].min_control for a in self.actuators], dtype=torch.float64)
