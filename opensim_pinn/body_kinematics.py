@@ -157,12 +157,4 @@ class LoadKinematics:
         return gradient.numpy()
 
 
-def check_loads_in_ground(frames: list[str], what: str) -> None:
-    """A one-line error unless every load's force and point are expressed in ground (``frames``)."""
-    other = sorted({f for f in frames if f != "ground"})
-    if other:
-        raise InputError(f"{what}: forces or points expressed in {', '.join(other)}; --outputs forces needs the "
-                         "ground reaction forces and their points in ground (the usual ExternalLoads setup)")
-
-
-__all__ = ["LoadKinematics", "fit_joints", "check_loads_in_ground", "TRANSFORM_TOLERANCE"]
+__all__ = ["LoadKinematics", "fit_joints", "TRANSFORM_TOLERANCE", "ONE_COORDINATE_DEGREE"]

@@ -42,7 +42,8 @@ How the optimisation is made to converge (the loss is unchanged):
 - With ``"forces"`` the network reads the external loads' generalised forces too and
   outputs the generalised forces of motion, one per coordinate, fitted to the training
   trials' inverse dynamics; the activations and controls come from Static
-  Optimization's problem solved per frame (:mod:`opensim_pinn.motion_forces`).
+  Optimization's problem solved per frame (:mod:`opensim_pinn.motion_forces`); the history's
+  ``dynamics`` and ``total`` are then that fit's mean squared error, in units of each coordinate's RMS.
 - Trials are resampled to the internal rate :attr:`TrainConfig.rate` (Hz;
   :mod:`opensim_pinn.timebase`) and cut into windows of :attr:`TrainConfig.window_s`
   seconds that overlap by half (the BiGRU's time window); the per-frame encoder runs
@@ -303,6 +304,11 @@ class Trainer:
     coordinates, muscles, actuators, grf_labels : list of str
     control_scale : ndarray, shape (n_actuators,)
         Units of the actuator head's outputs (:func:`control_scale`).
+    load_kinematics, motion_scale, actuator_map
+        With ``"forces"`` outputs (else None): the loads' generalised forces
+        (:class:`~opensim_pinn.body_kinematics.LoadKinematics`; None without loads), the units of the
+        network's outputs (n_coordinates,) and the actuators' generalised forces per unit control
+        (n_actuators, n_coordinates; :func:`~opensim_pinn.motion_forces.constant_actuator_map`).
     lowpass : float or None
         Low-pass cut-off (Hz) of the training trials' coordinates (predictions use the same).
     history : list of dict
