@@ -55,13 +55,12 @@ class ExternalLoadsData:
 
     def applied_at(self, time: np.ndarray) -> np.ndarray:
         """Each ExternalForce's force (N), point (m) and free moment (N m), xyz each, linearly interpolated at
-        ``time``: shape (n_frames, n_forces, 9); no point: the body's origin is not known here (NaN), no
-        moment: zero. The frames they are expressed in are :attr:`AppliedLoad.frames`."""
+        ``time``: shape (n_frames, n_forces, 9); without a point, the origin of the body it acts on (OpenSim's
+        default: :attr:`AppliedLoad.frames` then names that body for the point); without a moment, zero."""
         out = np.zeros((len(time), len(self.applied), 9))
         for k, load in enumerate(self.applied):
             for part, columns in enumerate((load.force, load.point, load.moment)):
                 if columns is None:
-                    out[:, k, 3 * part:3 * part + 3] = np.nan if part == 1 else 0.0
                     continue
                 for axis, c in enumerate(columns):
                     out[:, k, 3 * part + axis] = np.interp(time, self.table.time, self.table.data[:, c])
@@ -71,7 +70,8 @@ class ExternalLoadsData:
 @dataclass
 class AppliedLoad:
     """One ExternalForce: its body, the data columns (xyz) of its force, point and free moment (None when
-    it names none), and the frames its force and point are expressed in."""
+    it names none), and the frames its force and point are expressed in (the point's: the body itself when
+    it names no point, which OpenSim then applies at the body's origin)."""
 
     body: str
     force: list[int]
@@ -247,7 +247,8 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
                 if tag == "force_identifier":
                     summed.setdefault(feature_label(body, frame, axis), []).append(column)
         applied.append(AppliedLoad(body, parts["force_identifier"], parts["point_identifier"],
-                                   parts["torque_identifier"], (frame, point_frame)))
+                                   parts["torque_identifier"],
+                                   (frame, point_frame if parts["point_identifier"] is not None else body)))
     labels = sorted(summed, key=lambda label: tuple(label.split("/")))
     return ExternalLoadsData(labels=labels, table=table, columns=[summed[label] for label in labels],
                              applied=applied)

@@ -25,42 +25,63 @@ actuators whose maps vary on the muscles' coordinates.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 MAP_TOLERANCE = 1e-6
 """Largest change over the training frames (relative to its largest entry) of an actuator's generalised
 force on a muscle's coordinate, for its map to count as constant."""
 
 
-def build_load_kinematics(model_path: str, bodies: list[str], coordinates: list[str]):
-    """:class:`~opensim_pinn.body_kinematics.LoadKinematics` of the bodies the loads act on (OpenSim in a
-    child process, well under a second of sampling)."""
+def build_load_kinematics(model_path: str, trials, coordinates: list[str]):
+    """:class:`~opensim_pinn.body_kinematics.LoadKinematics` of the bodies the ``trials``' loads act on, its
+    joints fitted over the coordinates' ranges and the trials' reach (OpenSim in a child process, well under
+    a second of sampling)."""
     from .body_kinematics import LoadKinematics, fit_joints
     from .child import run_in_child
     from .osim import joint_transform_samples
 
-    samples = run_in_child("sampling the joints of the loaded bodies", joint_transform_samples, model_path,
-                           sorted(set(bodies)))
+    q = np.concatenate([t.q for t in trials])
+    reach = {name: (float(q[:, c].min()), float(q[:, c].max())) for c, name in enumerate(coordinates)}
+    bodies = sorted({body for t in trials for body in t.load_bodies})
+    samples = run_in_child("sampling the joints of the loaded bodies", joint_transform_samples, model_path, bodies,
+                           reach=reach)
     return LoadKinematics(fit_joints(samples, model_path), coordinates)
 
 
+def _frames(kinematics) -> list[tuple[str, str]]:
+    """(force frame, point frame) of each load."""
+    return [tuple((f.split(",") * 2)[:2]) for f in kinematics.load_frames]
+
+
 def check_loads(kinematics, what: str) -> None:
-    """A one-line error unless the trial's loads can be followed: each with a point, force and point in ground."""
-    other = sorted({f for f in kinematics.load_frames if f != "ground"})
+    """A one-line error unless the trial's loads can be followed: all there, each force in ground, each point in
+    ground or in the body the load acts on."""
+    if kinematics.grf_labels and not (len(kinematics.load_bodies) == kinematics.loads.shape[1] > 0):
+        raise InputError(f"{what}: its loads' points and moments are missing (read it with "
+                         "opensim_pinn.trial.load_kinematics or prepare_trial)")
+    other = sorted({f"{force} (force), {point} (point)" for (force, point), body in
+                    zip(_frames(kinematics), kinematics.load_bodies) if force != "ground" or point not in
+                    ("ground", body)})
     if other:
-        raise InputError(f"{what}: loads expressed in {', '.join(other)}; --outputs forces needs the forces and "
-                         "their points expressed in ground (the usual ExternalLoads setup)")
-    if np.isnan(kinematics.loads).any():
-        raise InputError(f"{what}: an ExternalForce names no point (point_identifier); --outputs forces needs "
-                         "each load's point of application")
+        raise InputError(f"{what}: loads expressed in {'; '.join(other)}; --outputs forces needs each force in "
+                         "ground and its point in ground or in the body it acts on (the usual ExternalLoads setup)")
+    if not np.isfinite(kinematics.loads).all():
+        raise InputError(f"{what}: its loads' forces, points or moments are not all finite numbers; fix the "
+                         "ExternalLoads data file")
 
 
-def load_forces(load_kinematics, kinematics) -> np.ndarray:
+def load_forces(load_kinematics, kinematics, what: str = "the trial") -> np.ndarray:
     """``Q_loads`` of a trial (n_frames, n_coordinates), N m or N (see the module docstring)."""
-    return load_kinematics.generalized_forces(kinematics.q, kinematics.load_bodies, kinematics.loads)
+    load_kinematics.check_reach(kinematics.q, what)
+    point_in_body = [point == body for (_, point), body in zip(_frames(kinematics), kinematics.load_bodies)]
+    return load_kinematics.generalized_forces(kinematics.q, kinematics.load_bodies, kinematics.loads, point_in_body)
 
 
 def rms_scale(values: list[np.ndarray]) -> np.ndarray:
@@ -100,13 +121,17 @@ def solve_frames(muscle_matrix: torch.Tensor, tau: torch.Tensor, actuator_map: t
     and actuator controls (n_frames, n_actuators), in the dtype of the inputs (float64 for the solver's tolerance).
 
     ``muscle_matrix`` (n_frames, n_coordinates, n_muscles); ``actuator_map`` (n_actuators, n_coordinates);
-    ``lower``, ``upper``: bounds of the muscles, then of the actuators.
+    ``lower``, ``upper``: bounds of the muscles, then of the actuators. Frames whose ``tau`` the muscles and
+    actuators cannot meet get the solver's closest answer, with a warning (as the fast solver's).
     """
     from . import static_opt
 
     n_muscles = muscle_matrix.shape[2]
     actuators = actuator_map.T.expand(muscle_matrix.shape[0], -1, -1)
-    x, _ = static_opt.solve_frames(torch.cat([muscle_matrix, actuators], dim=2), tau, lower, upper)
+    x, converged = static_opt.solve_frames(torch.cat([muscle_matrix, actuators], dim=2), tau, lower, upper)
+    if not bool(converged.all()):
+        log.warning("static optimization of the network's forces: %d of %d frames did not meet the equations "
+                    "(muscles and actuators too weak there)", int((~converged).sum()), len(converged))
     return x[:, :n_muscles], x[:, n_muscles:]
 
 

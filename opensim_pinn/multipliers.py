@@ -46,8 +46,8 @@ def check_outputs(outputs: str) -> None:
 
 
 def require_activation_outputs(trainer, use: str) -> None:
-    """A one-line error if the trainer's network outputs multipliers, which ``use`` ("stream", "be exported")
-    cannot take yet."""
+    """A one-line error if the trainer's network outputs multipliers or forces, which ``use`` ("stream",
+    "be exported") cannot take yet."""
     outputs = trainer.config.outputs
     if outputs != "activations":
         raise InputError(f"this checkpoint's network outputs {outputs} (train --outputs {outputs}), which cannot "

@@ -591,28 +591,41 @@ def coordinate_directions(model_path: str) -> dict[str, np.ndarray]:
     return directions
 
 
-def joint_transform_samples(model_path: str, bodies: list[str], *, n_samples: int = 600,
+SAMPLE_MARGIN = 0.1
+"""Share of a coordinate's range added on each side of the range sampled for the joint transforms."""
+
+CHECK_SAMPLES = 200
+"""Random samples of each joint's transform, besides those fitted to, for checking the fit."""
+
+
+def joint_transform_samples(model_path: str, bodies: list[str], *, reach: dict | None = None, n_samples: int = 600,
                             seed: int = 0) -> list[dict]:
     """Samples of each joint's transform on the paths from ground to ``bodies``, for
     :mod:`opensim_pinn.body_kinematics`.
 
     For every joint between ground and a body of ``bodies`` (parents first), the child body's
     pose in the parent body (``findTransformBetween``) at ``n_samples`` values of the joint's
-    unlocked coordinates, drawn uniformly in their ranges (rotations within +-pi); locked
-    coordinates stay at their default values.
+    unlocked coordinates over each coordinate's range in the model, widened to ``reach`` (coordinate
+    name to the (lowest, highest) values to cover, e.g. the training trials') and by
+    :data:`SAMPLE_MARGIN` on each side (rotations within +-pi): evenly spaced for a joint of one
+    coordinate, drawn uniformly for several; and at :data:`CHECK_SAMPLES` other random values.
+    Locked coordinates stay at their default values.
 
     Returns
     -------
     list of dict
         ``joint``, ``parent``, ``child`` (body names, "ground" for ground), ``coordinates`` (unlocked, in the
-        joint's order), ``rotational`` (bool per coordinate), ``values`` (n, k) rad or m and ``transforms``
-        (n, 3, 4): rotation matrix and origin (m) of the child body in the parent body.
+        joint's order), ``rotational`` (bool per coordinate), ``ranges`` (k, 2), the sampled ranges,
+        ``values`` (n, k) rad or m and ``transforms`` (n, 3, 4): rotation matrix and origin (m) of the
+        child body in the parent body; ``check_values`` and ``check_transforms`` likewise.
 
     Raises
     ------
     InputError
         A coordinate on those paths depends on others (a coordinate coupler): not supported.
     """
+    import opensim
+
     model = load_model(model_path)
     state = model.initSystem()
     by_child = {}
@@ -636,22 +649,35 @@ def joint_transform_samples(model_path: str, bodies: list[str], *, n_samples: in
                                  "forces cannot follow; train with --outputs activations")
             coordinate.setValue(state, coordinate.getDefaultValue(), False)
         free = [c for c in coordinates if not c.getDefaultLocked()]
-        rotational = [c.getMotionType() == 1 for c in free]
-        low = np.array([max(c.getRangeMin(), -np.pi) if r else c.getRangeMin() for c, r in zip(free, rotational)])
-        high = np.array([min(c.getRangeMax(), np.pi) if r else c.getRangeMax() for c, r in zip(free, rotational)])
-        values = low + (high - low) * generator.random((n_samples if free else 1, len(free)))
+        rotational = [c.getMotionType() == opensim.Coordinate.Rotational for c in free]
+        low, high = (np.array([getattr(c, f"getRange{end}")() for c in free]) for end in ("Min", "Max"))
+        for k, c in enumerate(free):
+            low[k], high[k] = min(low[k], (reach or {}).get(c.getName(), (np.inf,))[0]), \
+                max(high[k], (reach or {}).get(c.getName(), (0, -np.inf))[1])
+        margin = SAMPLE_MARGIN * (high - low)
+        low, high = low - margin, high + margin
+        limit = np.where(rotational, np.pi, np.inf)
+        low, high = np.maximum(low, -limit), np.minimum(high, limit)
+        values = np.linspace(low, high, n_samples) if len(free) == 1 else \
+            low + (high - low) * generator.random((n_samples if free else 1, len(free)))
+        checks = low + (high - low) * generator.random((CHECK_SAMPLES if free else 0, len(free)))
         parent, child = joint.getParentFrame().findBaseFrame(), joint.getChildFrame().findBaseFrame()
-        transforms = np.empty((len(values), 3, 4))
-        for row, value in enumerate(values):
-            for coordinate, v in zip(free, value.tolist()):
-                coordinate.setValue(state, v, False)
-            model.realizePosition(state)
-            pose = child.findTransformBetween(state, parent)
-            rotation, origin = pose.R(), pose.p()
-            transforms[row] = [[rotation.get(i, j) for j in range(3)] + [origin.get(i)] for i in range(3)]
-        for coordinate in coordinates:
-            coordinate.setValue(state, coordinate.getDefaultValue(), False)
+
+        def poses(at: np.ndarray) -> np.ndarray:
+            out = np.empty((len(at), 3, 4))
+            for row, value in enumerate(at):
+                for coordinate, v in zip(free, value.tolist()):
+                    coordinate.setValue(state, v, False)
+                model.realizePosition(state)
+                pose = child.findTransformBetween(state, parent)
+                rotation, origin = pose.R(), pose.p()
+                out[row] = [[rotation.get(i, j) for j in range(3)] + [origin.get(i)] for i in range(3)]
+            return out
+
         samples.append({"joint": joint.getName(), "parent": parent.getName(), "child": child.getName(),
                         "coordinates": [c.getName() for c in free], "rotational": rotational,
-                        "values": values, "transforms": transforms})
+                        "ranges": np.column_stack([low, high]), "values": values, "transforms": poses(values),
+                        "check_values": checks, "check_transforms": poses(checks)})
+        for coordinate in coordinates:
+            coordinate.setValue(state, coordinate.getDefaultValue(), False)
     return samples

@@ -166,6 +166,7 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
     summary = {"files": [str(Path(out) / n) for n in names], "n_frames": len(kinematics.time),
                "muscles": len(trainer.muscles), "actuators": len(actuators),
                "actuator_controls": "none" if not actuators else "exact (inverse dynamics)" if model is not None
+               else "solved (Static Optimization of the network's forces)" if trainer.config.outputs == "forces"
                else "network",
                "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
                             "inference_spread": timing.to_dict(),

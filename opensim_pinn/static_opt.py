@@ -217,7 +217,7 @@ def fast_static_optimization(trial, info, muscle_model, *, device: str = "cpu",
     from .trainer import check_device
 
     check_device(device)
-    _check_actuated(trial, info)
+    check_actuated(trial, info)
     dtype = torch.float64
     muscle_matrix, active_force = muscle_matrices(trial, muscle_model, device=device) if muscles is None \
         else muscles
@@ -246,7 +246,7 @@ def bounds(info, *, dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, to
     return (torch.tensor(lower, dtype=dtype, device=device), torch.tensor(upper, dtype=dtype, device=device))
 
 
-def _check_actuated(trial, info) -> None:
+def check_actuated(trial, info) -> None:
     """Every balanced coordinate needs a muscle or an actuator, or no solution exists."""
     spanned = {c for m in info.muscles for c in m.coordinates}
     actuated = np.abs(trial.actuator_map).max(axis=(0, 1)) > 0 if trial.actuators else \
@@ -261,7 +261,7 @@ def _refuse_bare(bare: list[str]) -> None:
 
 
 def check_covered(info, settings, kinematics) -> None:
-    """:func:`_check_actuated` before OpenSim's Static Optimization, which would leave such a problem
+    """:func:`check_actuated` before OpenSim's Static Optimization, which would leave such a problem
     unsolved (muscles at full activation) and still write results.
 
     Decided from the model description where every actuator is a CoordinateActuator;
@@ -276,7 +276,7 @@ def check_covered(info, settings, kinematics) -> None:
         _refuse_bare(bare)
     if bare:
         trial, _ = prepare_trial(settings, info=info, kinematics=kinematics)
-        _check_actuated(trial, info)
+        check_actuated(trial, info)
 
 
 def opensim_static_optimization(model: str, motion: str, external_loads: str | None,

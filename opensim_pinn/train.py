@@ -78,7 +78,7 @@ def train_network(model: str, motions=None, external_loads=None, *, manifest: st
     seed : int
     device : "cpu" or "cuda"
     architecture : "mjca", "bigru", "cnn" or "mlp"
-    outputs : "activations" or "multipliers"
+    outputs : "activations", "multipliers" or "forces"
         What the network's muscle head outputs (:attr:`~opensim_pinn.trainer.TrainConfig.outputs`).
     out : path
         Output folder.

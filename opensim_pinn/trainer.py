@@ -372,11 +372,15 @@ class Trainer:
         self._set_model(info, muscle_model, polynomials, trials)
         forces_out = config.outputs == "forces"
         self.load_kinematics = self.motion_scale = self.actuator_map = None
-        if forces_out and self.grf_labels:  # without loads, the network learns the whole generalised forces
-            for trial in trials:
-                motion_forces.check_loads(trial, f"trial {trial.name}")
-            self.load_kinematics = motion_forces.build_load_kinematics(info.path, trials[0].load_bodies,
-                                                                       self.coordinates)
+        if forces_out:
+            from .static_opt import check_actuated
+
+            for trial in trials:  # SO's equations must have a solution at every frame
+                check_actuated(trial, info)
+                if self.grf_labels:
+                    motion_forces.check_loads(trial, f"trial {trial.name}")
+            if self.grf_labels:  # without loads, the network learns the whole generalised forces
+                self.load_kinematics = motion_forces.build_load_kinematics(info.path, trials, self.coordinates)
         features = [self._raw_features(t) for t in trials]
         stacked = np.concatenate(features)
         self.feature_mean = stacked.mean(axis=0)
@@ -386,6 +390,7 @@ class Trainer:
         loss = self._loss(device)
         corpus = []  # per trial: inputs (n_frames, n_features), window frame indices (n_windows, window), targets
         physics = [self.targets(trial) for trial in trials]
+        self.control_scale = control_scale(physics)
         if forces_out:  # the targets: the generalised forces of motion, tau + Q_loads (motion_forces)
             motion = [t.tau + f[:, -len(self.coordinates):] for t, f in zip(trials, features)]
             self.motion_scale = motion_forces.rms_scale(motion)
@@ -396,7 +401,6 @@ class Trainer:
             corpus.append((torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device),
                            window_index(len(trial.time), config.window_frames(), device=device),
                            exact.to(device=device, dtype=torch.float32)))
-        self.control_scale = control_scale(physics)
         self.multiplier_scale = multiplier_scale(loss, physics) if config.outputs == "multipliers" else None
         del physics, exact  # the float64 copies are not needed while training
 
@@ -673,7 +677,7 @@ class Trainer:
             features = np.concatenate([features[:, :3 * len(self.coordinates)], grf], axis=1)
         if self.config.outputs == "forces":
             loads = (np.zeros(kinematics.q.shape) if self.load_kinematics is None
-                     else motion_forces.load_forces(self.load_kinematics, kinematics))
+                     else motion_forces.load_forces(self.load_kinematics, kinematics, f"trial {kinematics.name}"))
             features = np.concatenate([features, loads], 1)
         return features
 

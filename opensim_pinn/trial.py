@@ -74,10 +74,10 @@ class Kinematics:
     grf : ndarray, shape (n_frames, n_grf)
         Ground reaction force components (N), zero columns when there are no loads.
     load_bodies, load_frames : list of str
-        Per ExternalForce: the body it acts on; the frame its force and point are expressed in
-        ("ground", or a body: then "<force frame>,<point frame>").
+        Per ExternalForce: the body it acts on; the frames its force and point are expressed in,
+        "<force frame>,<point frame>" (a body's name or "ground").
     loads : ndarray, shape (n_frames, n_loads, 9)
-        Per ExternalForce: force (N), point (m; NaN when it names none) and free moment (N m), xyz each
+        Per ExternalForce: force (N), point (m) and free moment (N m), xyz each
         (:meth:`opensim_pinn.external_loads.ExternalLoadsData.applied_at`).
     """
 
@@ -163,8 +163,7 @@ def load_kinematics(info: ModelInfo, motion: str | Path, external_loads: str | P
         _check_loads_cover(loads, external_loads, kinematics.time, (start, end))
         kinematics.grf_labels, kinematics.grf = loads.labels, loads.forces_at(kinematics.time)
         kinematics.load_bodies = [load.body for load in loads.applied]
-        kinematics.load_frames = [load.frames[0] if len(set(load.frames)) == 1 else ",".join(load.frames)
-                                  for load in loads.applied]
+        kinematics.load_frames = [",".join(load.frames) for load in loads.applied]
         kinematics.loads = loads.applied_at(kinematics.time)
     return kinematics
 
