@@ -15,7 +15,10 @@ minimum, median and 99th percentile over all timed pushes (the minimum is the le
 disturbed by other work on a shared machine; the load average is saved). Before the
 streams, one second of a busy loop on the same core measures how often and for how long
 the machine interrupts it (``machine_jitter``): a push that such an interruption hits is
-slower by about that much, which sets a floor under the p99.
+slower by about that much, which sets a floor under the p99. Python's garbage collector runs
+after each push, outside the timed part, as ``opensim-pinn stream`` runs it
+(:class:`opensim_pinn.live.CollectBetweenFrames`; its times are saved); ``--gc auto`` measures with the
+interpreter's automatic collection instead, which lands inside every ~30th push.
 
 Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/results]
        [--checkpoint gait2392=run/checkpoint.pt ...] [--repeats 5]
@@ -24,6 +27,7 @@ Usage: python benchmarks/latency.py [--data ../shared/data] [--out benchmarks/re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import tempfile
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 
 from common import FILE_KEYS, RESULTS, SHARED_DATA, case, save_results
+from opensim_pinn.live import CollectBetweenFrames
 from opensim_pinn.streaming import StreamingPredictor
 from opensim_pinn.trainer import Trainer
 from opensim_pinn.timebase import resample_trial
@@ -88,20 +93,29 @@ def case_trainers(args, work: Path):
         yield name, folder, spec, Trainer.load(checkpoint)
 
 
-def measure(trainer, raw, lookahead: float, backend: str, repeats: int) -> dict:
+def measure(trainer, raw, lookahead: float, backend: str, repeats: int, gc_mode: str = "between") -> dict:
     """Latency of one long stream: the trial played forwards, backwards, forwards... (a continuous motion,
-    times increasing), ``repeats + 1`` passes; the first pass warms up and is reported apart."""
+    times increasing), ``repeats + 1`` passes; the first pass warms up and is reported apart. ``gc_mode``
+    "between": garbage collected after each push, outside it, as ``opensim-pinn stream`` does
+    (:class:`opensim_pinn.live.CollectBetweenFrames`, its times saved); "auto": the interpreter's own."""
     stream = StreamingPredictor(trainer, lookahead=lookahead, backend=backend)
     n, step = len(raw.time), float(np.diff(raw.time).mean())
-    for k, i in enumerate(ping_pong(n, repeats + 1)):
-        stream.push(float(raw.time[0] + k * step), raw.q[i], raw.grf[i])
+    collector = CollectBetweenFrames()
+    with collector if gc_mode == "between" else contextlib.nullcontext():
+        for k, i in enumerate(ping_pong(n, repeats + 1)):
+            stream.push(float(raw.time[0] + k * step), raw.q[i], raw.grf[i])
+            if gc_mode == "between":
+                collector.collect()
     stream.finish()
     warm_up = np.array(stream._compute[:n - stream.lookahead_frames]) * 1e3
     times = np.array(stream._compute[n - stream.lookahead_frames:]) * 1e3
     return {"lookahead_s": lookahead, "lookahead_frames": stream.lookahead_frames, "pushes": len(times),
             "min_ms": round(float(times.min()), 4), "median_ms": round(float(np.median(times)), 4),
             "p99_ms": round(float(np.percentile(times, 99)), 4), "max_ms": round(float(times.max()), 4),
-            "warm_up_median_ms": round(float(np.median(warm_up)), 4), "warm_up_max_ms": round(float(warm_up.max()), 4)}
+            "warm_up_median_ms": round(float(np.median(warm_up)), 4), "warm_up_max_ms": round(float(warm_up.max()), 4),
+            "garbage_collection": gc_mode, **({"collection_between_frames_ms": {
+                k: round(v * 1e3, 4) for k, v in collector.stats().items() if k != "collections"}}
+                if gc_mode == "between" else {})}
 
 
 def machine_jitter(seconds: float = 1.0, threshold_s: float = 10e-6) -> dict:
@@ -132,7 +146,11 @@ def ping_pong(n: int, passes: int) -> list[int]:
 
 
 def main() -> None:
-    args = timing_parser(__doc__.splitlines()[0], repeats=5).parse_args()
+    parser = timing_parser(__doc__.splitlines()[0], repeats=5)
+    parser.add_argument("--gc", choices=("between", "auto"), default="between",
+                        help="garbage collection: after each push, outside it, as 'opensim-pinn stream' does "
+                             "(default), or the interpreter's automatic one (saved as latency_gc_auto.json)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     cores = pin_to_cpu(args.cpu)
     jitter = machine_jitter()
@@ -140,7 +158,8 @@ def main() -> None:
           f"{jitter['median_us']} us (median, max {jitter['max_us']} us)", flush=True)
     results = {"threads": 1, "cores": cores, "machine_jitter": jitter,
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-               "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats, "cases": {}}
+               "load_average_at_start": list(os.getloadavg()), "repeats": args.repeats,
+               "garbage_collection": args.gc, "cases": {}}
     with tempfile.TemporaryDirectory() as work:
         for name, folder, spec, trainer in case_trainers(args, Path(work)):
             raw = load_kinematics(trainer.info, folder / spec["motion"], folder / spec["external_loads"],
@@ -150,7 +169,7 @@ def main() -> None:
             rows = []
             for backend in BACKENDS:
                 for lookahead in LOOKAHEADS_S:
-                    row = {"backend": backend, **measure(trainer, raw, lookahead, backend, args.repeats)}
+                    row = {"backend": backend, **measure(trainer, raw, lookahead, backend, args.repeats, args.gc)}
                     rows.append(row)
                     print(f"{name:16} {len(trainer.muscles):3d} muscles {backend:12} lookahead {lookahead * 1e3:4.0f} ms "
                           f"({row['lookahead_frames']} frames): min {row['min_ms']:.3f} ms, median {row['median_ms']:.3f} ms, "
@@ -160,7 +179,7 @@ def main() -> None:
                                       "results": rows}
     results["load_average_at_end"] = list(os.getloadavg())
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    save_results(results, args.out, "latency")
+    save_results(results, args.out, "latency" if args.gc == "between" else "latency_gc_auto")
 
 
 if __name__ == "__main__":

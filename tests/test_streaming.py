@@ -156,6 +156,7 @@ def test_stream_command_on_stdin_writes_lines_and_sto_files(trained, demo_checkp
     printed = output.getvalue().splitlines()
     assert len(printed) == len(raw.time) + 1 and printed[0].startswith("time\t")
     assert summary["frames"] == len(raw.time)
+    assert summary["latency"]["garbage_collection_between_frames"]["collections"] == len(raw.time)  # one per push
     forces = read_storage(tmp_path / "out" / "stdin_stream_forces.sto")
     assert forces.labels == trainer.muscles and forces.n_frames == len(raw.time)
     assert np.allclose(forces.time, raw.time)
@@ -173,6 +174,32 @@ def test_stream_command_on_stdin_writes_lines_and_sto_files(trained, demo_checkp
            lookahead=0.03, realtime=False, end=demo_checkpoint["end"], backend="onnxruntime", output=onnx_replay)
     by_onnx = np.array([line.split("\t") for line in onnx_replay.getvalue().splitlines()[1:]], float)
     assert np.allclose(by_onnx, theirs, rtol=1e-4, atol=1e-3)
+
+
+def test_garbage_is_collected_between_frames_not_inside_them():
+    """No automatic collection inside the block (a cycle survives until collect()); the setting comes back."""
+    import gc
+    import weakref
+
+    from opensim_pinn.live import CollectBetweenFrames
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with CollectBetweenFrames() as collector:
+        assert not gc.isenabled()
+        node = Node()
+        node.itself = node
+        ref = weakref.ref(node)
+        del node
+        for _ in range(10_000):  # far past the allocations that would trigger an automatic collection
+            Node()
+        assert ref() is not None
+        collector.collect()
+        assert ref() is None
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert collector.stats()["collections"] == 1 and collector.stats()["max_s"] > 0
 
 
 def test_stream_command_refuses_to_overwrite(demo_checkpoint, tmp_path):
