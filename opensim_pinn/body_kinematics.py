@@ -19,11 +19,12 @@ coordinate's range, interpolated with cubic Hermite splines (the knee's translat
 splines of its angle); a joint of several coordinates is a least-squares combination of the
 products of ``1, cos q, sin q`` (rotations) and ``1, q`` (translations) over its coordinates,
 which holds every joint whose axes turn and slide with one coordinate each (pelvis, hip, ball
-joints of gait models); a joint without free coordinates is a constant. A load at ground point ``p`` on body ``B`` does virtual work
-``f . dx_P + m . dtheta`` over a displacement of the body point ``P`` at ``p``, so its
-generalised forces are the gradient (autograd) of
-``f . (x_B(q) + R_B(q) r) - tr(R_0^T [m]x R_B(q)) / 2`` at the frame's ``q``, with ``r`` and
-``R_0`` held at the frame's pose.
+joints of gait models); a joint without free coordinates is a constant.
+
+A load at ground point ``p`` on body ``B`` does virtual work ``f . dx_P + m . dtheta`` over a
+displacement of the body point ``P`` at ``p``, so its generalised forces are the gradient
+(autograd) of ``f . (x_B(q) + R_B(q) r) - tr(R_0^T [m]x R_B(q)) / 2`` at the frame's ``q``,
+with ``r`` and ``R_0`` held at the frame's pose.
 """
 
 from __future__ import annotations
@@ -143,10 +144,11 @@ class LoadKinematics:
                 values = q[:, self.coordinates.index(name)]
                 if values.min() < low - 1e-9 or values.max() > high + 1e-9:
                     unit, scale = ("deg", 180 / np.pi) if rotational else ("m", 1.0)
-                    raise InputError(f"{what}: {name} reaches {scale * values.min():.4g} to {scale * values.max():.4g} "
-                                     f"{unit}, beyond the {scale * low:.4g} to {scale * high:.4g} {unit} over which the "
-                                     "loads' kinematics were fitted at training; include such a trial in training "
-                                     "(or widen the coordinate's range in the model)")
+                    reached = f"{scale * values.min():.4g} to {scale * values.max():.4g} {unit}"
+                    raise InputError(f"{what}: {name} reaches {reached}, beyond the {scale * low:.4g} to "
+                                     f"{scale * high:.4g} {unit} over which the loads' kinematics were fitted at "
+                                     "training; include such a trial in training (or widen the coordinate's "
+                                     "range in the model)")
 
     def pose(self, q: torch.Tensor, body: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotation (n, 3, 3) and origin (n, 3), m, of ``body`` in ground at coordinates ``q`` (n, n_coordinates)."""

@@ -9,12 +9,12 @@ dynamics splits ``tau`` exactly::
 ``Q_loads``, the generalised forces of the external loads, is kinematics:
 :class:`~opensim_pinn.body_kinematics.LoadKinematics` computes it exactly, without
 OpenSim. The network learns only ``tau_motion`` (inertia, gravity, passive forces: a
-smooth function of the kinematics, and the smaller part of the joint moments in gait; all of
-them for a model without external loads),
-from the inverse dynamics of its training trials, with ``Q_loads`` among its inputs; the
-activations and actuator controls then come from Static Optimization's own problem,
-solved exactly per frame with the muscle module (:func:`solve_frames`). So on new trials
-the network's errors reach the activations only through its estimate of ``tau_motion``.
+smooth function of the kinematics, and the smaller part of the joint moments in gait; all
+of ``tau`` for a model without external loads) from the inverse dynamics of its training
+trials, with ``Q_loads`` among its inputs; the activations and actuator controls then come
+from Static Optimization's own problem, solved exactly per frame with the muscle module
+(:func:`solve_frames`). So on new trials the network's errors reach the activations only
+through its estimate of ``tau_motion``.
 
 The actuators' generalised forces per unit control are taken as constant (their mean over
 the training frames): exact for reserves (CoordinateActuators), approximate for residual
