@@ -55,9 +55,11 @@ def _outputs_option(parser):
                         help="what the network outputs: activations, one per muscle (default); multipliers, "
                              "Static Optimization's multipliers, one per coordinate, with the activations from "
                              "the muscles at each frame; forces, the generalised forces of motion, one per "
-                             "coordinate, with the loads' own computed exactly and Static Optimization solved "
-                             "per frame: far better on new trials (needs loads with points in ground). The "
-                             "last two are not for stream or export")
+                             "coordinate, fitted to the trials' inverse dynamics, with the loads' own computed "
+                             "exactly and Static Optimization solved per frame: far better on new trials (each "
+                             "load's force in ground, its point in ground or in its body; without loads the "
+                             "network learns all the generalised forces). The last two are not for stream or "
+                             "export")
 
 
 def _reserves_option(parser):

@@ -138,6 +138,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     gait = heel_strikes(frames.time, list(frames.grf_labels), frames.grf)
     metrics = {
         "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
+        "outputs": trainer.config.outputs,
         "n_frames": len(rows), "n_muscles": len(muscles), "lowpass_hz": lowpass, "step_interval": step_interval,
         "muscles": {m: {"r2": float(muscle_r2[i]), "nrmse": _number(muscle_nrmse[i]), "rmse": float(muscle_rmse[i]),
                         "activation_r2": float(activation_r2[i])} for i, m in enumerate(muscles)},
@@ -155,7 +156,9 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                                "muscles and of the least-cost actuator controls",
             "opensim_static_optimization": so.timing_note,
             "network_inference": "the whole trial through the network and the muscle module (paths, force-length-"
-                                 f"velocity): {inference.protocol()}",
+                                 "velocity)" + (", and Static Optimization solved per frame for the network's forces"
+                                                if trainer.config.outputs == "forces" else "")
+                                 + f": {inference.protocol()}",
             "network_end_to_end": "network_inference plus reading and filtering the motion and loads files",
         },
     }
@@ -167,7 +170,8 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
                              staging / FIGURES[1], units=[units[c] for c in frames.coordinates], gait=gait)
         plot_training_history(trainer.history or [{"epoch": 0, "total": np.nan, "dynamics": np.nan,
                                                    "performance": np.nan, "boundary": np.nan}],
-                              staging / FIGURES[2])
+                              staging / FIGURES[2], title="training: least-squares fit of the forces of motion"
+                              if trainer.config.outputs == "forces" else "training: physics-informed loss terms")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
     return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),
@@ -241,6 +245,11 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
     s, t = metrics["summary"], metrics["timing_s"]
     nrmse_text = "n/a" if s["mean_nrmse"] is None else f"{100 * s['mean_nrmse']:.1f} %"
     trained_on = ", ".join(Path(x.get("motion", "?")).name for x in (trainer.trial_settings or [])) or "?"
+    forces_outputs = trainer.config.outputs == "forces"
+    how = (f"outputs `forces`: the generalised forces of motion, fitted for {len(trainer.history)} epochs to the "
+           f"inverse dynamics of {trained_on}; activations from Static Optimization solved per frame for them"
+           if forces_outputs else f"outputs `{trainer.config.outputs}`, trained label-free for "
+           f"{len(trainer.history)} epochs on: {trained_on}")
     lines = [
         f"# opensim-pinn: network vs OpenSim Static Optimization, trial `{metrics['trial']}`", "",
         "## Setup", "",
@@ -249,8 +258,7 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         f"- Frames compared: {metrics['n_frames']}; coordinates low-pass filtered at "
         f"{'no filter' if metrics['lowpass_hz'] in (None, -1) else str(metrics['lowpass_hz']) + ' Hz'} "
         "(the same for both)",
-        f"- Network: `{metrics['checkpoint']}`, architecture `{trainer.config.network.architecture}`, "
-        f"trained label-free for {len(trainer.history)} epochs on: {trained_on}",
+        f"- Network: `{metrics['checkpoint']}`, architecture `{trainer.config.network.architecture}`, {how}",
         "- Reference: OpenSim Static Optimization (AnalyzeTool; activation exponent 2, muscle physiology on)", "",
         "## Summary", "",
         "| measure | value |", "|---|---|",
@@ -259,7 +267,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         f"| mean NRMSE of muscle forces | {nrmse_text} |",
         f"| median R² of activations | {s['median_activation_r2']:.4f} |",
         f"| OpenSim Static Optimization | {t['opensim_static_optimization']:.3f} s |",
-        f"| network inference (network + muscle model, warm; median, min-max) | {1000 * t['network_inference']:.2f} "
+        f"| network inference (network + muscle model{' + SO solve' if forces_outputs else ''}, warm; median, "
+        f"min-max) | {1000 * t['network_inference']:.2f} "
         f"ms ({_spread_ms(t)}) |",
         f"| network end to end (reading and filtering the files too) | {1000 * t['network_end_to_end']:.1f} ms |",
         f"| speedup (SO time / network inference) | {metrics['speedup']:.0f}x |", "",
@@ -275,7 +284,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
         "actuator, and measures how well the muscles alone balance the others.",
         "- **Timing**: OpenSim's time covers its whole run (model loading, filtering, inverse dynamics, one "
         "optimisation per frame). The network's inference covers the whole trial through the network and the "
-        "muscle module; reading and filtering the files is in the end-to-end time. "
+        "muscle module" + (" and the per-frame Static Optimization of the network's forces" if forces_outputs else "")
+        + "; reading and filtering the files is in the end-to-end time. "
         f"Protocol: {metrics['notes']['network_inference'].split(': ', 1)[-1]}.", "",
         "## Muscles", "",
         "| muscle | R² force | NRMSE | RMSE (N) | R² activation |", "|---|---|---|---|---|",
@@ -302,7 +312,8 @@ def format_report(metrics: dict, trainer, model, motion, external_loads, reserve
               "- `training.png`: the loss terms during training, and below them the learning rate and the "
               "damping.", "",
               "![muscle forces](muscle_forces.png)", "", "![joint torques](joint_torques.png)", "",
-              "### Training", "", "![training](training.png)", "", TRAINING_SHAPE, ""]
+              "### Training", "", "![training](training.png)", "", TRAINING_SHAPE_FORCES if forces_outputs
+              else TRAINING_SHAPE, ""]
     return "\n".join(lines)
 
 
@@ -322,3 +333,12 @@ TRAINING_SHAPE = (
     "muscle effort and "
     "the dynamics term what the reserves must supply. A curve still falling at the end means more epochs "
     "would help; a plateau means the network has converged to SO's answer.")
+
+TRAINING_SHAPE_FORCES = (
+    "How to read the training curve. With `--outputs forces` the loss is a least-squares fit: the mean squared "
+    "error of the network's generalised forces of motion against the training trials' inverse dynamics (less "
+    "the loads' part, which is computed exactly), in units of each coordinate's RMS (*dynamics*, equal to "
+    "*total*; no performance or boundary term). The learning rate rises over the first 5 % of epochs and then "
+    "decays on a cosine to zero; the damping curve plays no part in this fit. A plateau means the fit on the "
+    "training frames is as good as the network makes it; the activations then come from Static Optimization "
+    "of each frame, so they are SO's answer up to the error of those forces.")

@@ -187,7 +187,8 @@ def _save_with_legend(plt, figure, axes, path: str | Path, *, n_legend_columns: 
     return Path(path)
 
 
-def plot_training_history(history: list[dict], path: str | Path) -> Path:
+def plot_training_history(history: list[dict], path: str | Path,
+                          title: str = "training: physics-informed loss terms") -> Path:
     """Loss terms per epoch (log scale); below, the learning rate and the Levenberg-Marquardt damping
     when the history has them (the schedule that gives the loss curve its shape)."""
     plt = _pyplot()
@@ -202,7 +203,7 @@ def plot_training_history(history: list[dict], path: str | Path) -> Path:
         if np.any(values > 0):
             ax.semilogy(epochs, np.where(values > 0, values, np.nan), color=color, lw=1.2, label=name)
     ax.set_ylabel("loss (mean per frame)")
-    ax.set_title("training: physics-informed loss terms", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     for name, color in zip(schedule, ("tab:purple", "tab:orange")):
         values = np.array([row[name] for row in history], dtype=float)

@@ -170,7 +170,9 @@ def predict(checkpoint: str | Path, motion: str | Path, external_loads: str | Pa
                else "network",
                "timing_s": {"inference": round(inference_s, 6), "end_to_end": round(read_s + inference_s, 6),
                             "inference_spread": timing.to_dict(),
-                            "includes": "inference: network and muscle module on the whole trial, "
+                            "includes": "inference: network and muscle module on the whole trial"
+                                        + (" and Static Optimization solved per frame for the network's forces"
+                                           if trainer.config.outputs == "forces" else "") + ", "
                                         f"{timing.protocol()}; end_to_end adds reading and filtering the files"}}
     if check is not None:
         column = {label: check.data[:, i] for i, label in enumerate(check.labels)}

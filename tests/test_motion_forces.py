@@ -209,6 +209,14 @@ def test_train_and_predict_commands_with_forces_outputs(builtin_project, tmp_pat
     forces = read_storage(written).data[:, :len(trainer.muscles)]
     # the storage file holds about 8 significant digits; forces of up to a few kN
     assert np.allclose(forces, trainer.muscle_forces(kinematics), rtol=1e-5, atol=1e-3)
+    # compare: the report says how the forces checkpoint makes its activations, and times the solve with them
+    assert cli.main(["compare", "--checkpoint", str(checkpoint), "--model", files["model"], *trial,
+                     "--out", str(tmp_path / "compare")]) == 0
+    metrics = json.loads((tmp_path / "compare" / "metrics.json").read_text())
+    assert metrics["outputs"] == "forces" and "Static Optimization solved per frame" in metrics["notes"][
+        "network_inference"]
+    report = (tmp_path / "compare" / "report.md").read_text()
+    assert "outputs `forces`" in report and "least-squares fit" in report and "Levenberg" not in report
     capsys.readouterr()
     assert cli.main(["predict", "--checkpoint", str(checkpoint), "--motion", files["motion"], "--end", "1.2",
                      "--out", str(tmp_path / "no_loads")]) == 2
