@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 INFERENCE_REPEATS = 21
 """Timed runs of the network and the muscle module (their median is reported), after one warm-up run."""
+INFERENCE_TIME_BUDGET_S = 2.0
+"""The timed runs stop early once they have taken this long (after at least 3): a forces checkpoint's
+per-frame Static Optimization takes about 0.3 s per run on a 1,500-frame, 92-muscle trial."""
 INFERENCE_THREADS = 1
 """CPU threads torch uses for timed inference by default. The work is small: with two threads
 they wait for each other at every operation, which on a busy machine made inference 20-60 times
@@ -315,7 +318,8 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
 
     The timed work is the whole trial through the network and the muscle module:
     normalisation, network, activation bounds, muscle-tendon paths and forces, on
-    ``threads`` CPU threads (torch's setting is restored after).
+    ``threads`` CPU threads (torch's setting is restored after); ``repeats`` runs, or fewer (3 at
+    least) once they have taken :data:`INFERENCE_TIME_BUDGET_S`.
     """
     from .trainer import torch_threads
 
@@ -333,6 +337,8 @@ def timed_inference(trainer, kinematics, *, repeats: int = INFERENCE_REPEATS,
             began = time.perf_counter()
             activations, forces = run()
             times.append(time.perf_counter() - began)
+            if len(times) >= 3 and sum(times) > INFERENCE_TIME_BUDGET_S:
+                break
     device = str(next(trainer.network.parameters()).device)
     return activations, forces, InferenceTiming(median_s=statistics.median(times), min_s=min(times),
                                                 max_s=max(times), repeats=len(times), threads=threads,
