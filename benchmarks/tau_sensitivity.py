@@ -5,7 +5,8 @@ gait10dof18musc walk, held-out stride (1.25-2.5 s): the fast solver's forces for
 that coordinate's RMS over the frames: white (independent per frame) or smooth (Gaussian noise low-passed
 at 3 Hz, as a network's error would be), seed 0. Median R^2 over the muscles and mean NRMSE. This is the
 error budget of ``--outputs forces`` (opensim_pinn.motion_forces), whose network estimates the forces of
-motion and leaves the map to SO itself.
+motion and leaves the map to SO itself. Also printed: the share of the loads' generalised forces in each
+muscle coordinate's ``tau`` (RMS ratio; inverse dynamics with the loads minus without them).
 
 Usage: python benchmarks/tau_sensitivity.py [--out benchmarks/results]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -50,6 +52,12 @@ def main() -> None:
         return (x[:, :n] * active).numpy()
 
     reference = forces(trial.tau)
+    unloaded, _ = prepare_trial(replace(settings, external_loads=None), info=info)
+    spanned = (matrix.abs().amax(dim=(0, 2)) > 0).numpy()
+    share = {c: round(float(np.sqrt(np.mean((unloaded.tau[:, i] - trial.tau[:, i]) ** 2)
+                                    / np.mean(trial.tau[:, i] ** 2))), 3)
+             for i, c in enumerate(trial.coordinates) if spanned[i]}
+    print("loads' share of tau (RMS ratio):", share, flush=True)
     rms = np.sqrt((trial.tau ** 2).mean(0))
     generator = np.random.default_rng(0)
     b, a = butter(2, 3.0 / 30.0)  # 3 Hz at the trial's 60 Hz
@@ -68,6 +76,7 @@ def main() -> None:
               f"(NRMSE {100 * row['white']['mean_nrmse']:.1f} %), smooth {row['smooth']['median_r2']:.4f} "
               f"(NRMSE {100 * row['smooth']['mean_nrmse']:.1f} %)", flush=True)
     save_results({"case": "gait10dof18musc walk, 1.25-2.5 s (fast solver)", "seed": 0, "rows": rows,
+                  "loads_share_of_tau_rms": share,
                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, args.out, "tau_sensitivity")
 
 
