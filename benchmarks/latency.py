@@ -53,14 +53,16 @@ BACKENDS = ("torch", "torchscript", "onnxruntime")
 TRAIN_EPOCHS = 5  # a checkpoint for timing only
 
 
-def checkpoint_for(name: str, folder: Path, spec: dict, work: Path) -> Path:
+def checkpoint_for(name: str, folder: Path, spec: dict, work: Path, outputs: str = "activations") -> Path:
+    """A checkpoint of ``TRAIN_EPOCHS`` epochs on the case's trial, in ``work``, with the network's ``outputs``."""
     from opensim_pinn.train import train_network
 
+    out = work / (name if outputs == "activations" else f"{name}_{outputs}")
     files = {k: str(folder / spec[k]) for k in FILE_KEYS}
     train_network(files["model"], [files["motion"]], [files["external_loads"]], reserves=files["reserves"],
                   start=spec["start"], end=spec["end"], lowpass=-1.0, step_interval=10, epochs=TRAIN_EPOCHS,
-                  out=work / name, progress=False)
-    return work / name / "checkpoint.pt"
+                  outputs=outputs, out=out, progress=False)
+    return out / "checkpoint.pt"
 
 
 def timing_parser(description: str, repeats: int) -> argparse.ArgumentParser:

@@ -150,24 +150,26 @@ class LoadKinematics:
                                      "training; include such a trial in training (or widen the coordinate's "
                                      "range in the model)")
 
-    def pose(self, q: torch.Tensor, body: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotation (n, 3, 3) and origin (n, 3), m, of ``body`` in ground at coordinates ``q`` (n, n_coordinates)."""
-        chain, name = [], body
-        while name in self._parent:
-            chain.append(self._parent[name])
-            name = self._parent[name]["parent"]
-        if name != "ground":
-            raise InputError(f"the loads act on body {body}, which the checkpoint's loads kinematics do not reach; "
-                             "give loads on the bodies it was trained with")
-        n = q.shape[0]
-        rotation = torch.eye(3, dtype=q.dtype, device=q.device).expand(n, 3, 3)
-        origin = q.new_zeros(n, 3)
-        for joint in reversed(chain):
-            values = q[:, [self.coordinates.index(c) for c in joint["coordinates"]]]
-            transform = _transform(joint, values).reshape(n, 3, 4)
-            origin = origin + (rotation @ transform[:, :, 3:]).squeeze(-1)
-            rotation = rotation @ transform[:, :, :3]
-        return rotation, origin
+    def pose(self, q: torch.Tensor, body: str, known: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotation (n, 3, 3) and origin (n, 3), m, of ``body`` in ground at coordinates ``q`` (n, n_coordinates).
+
+        ``known``: poses already computed at this ``q``, by body (filled in: bodies that share joints, the two
+        feet, compute them once)."""
+        known = {} if known is None else known
+        if body not in known:
+            if body == "ground":
+                known[body] = torch.eye(3, dtype=q.dtype, device=q.device).expand(q.shape[0], 3, 3), \
+                    q.new_zeros(q.shape[0], 3)
+            elif body not in self._parent:
+                raise InputError(f"the loads act on body {body}, which the checkpoint's loads kinematics do not "
+                                 "reach; give loads on the bodies it was trained with")
+            else:
+                joint = self._parent[body]
+                rotation, origin = self.pose(q, joint["parent"], known)
+                values = q[:, [self.coordinates.index(c) for c in joint["coordinates"]]]
+                transform = _transform(joint, values).reshape(q.shape[0], 3, 4)
+                known[body] = rotation @ transform[:, :, :3], origin + (rotation @ transform[:, :, 3:]).squeeze(-1)
+        return known[body]
 
     def generalized_forces(self, q: np.ndarray, bodies: list[str], loads: np.ndarray,
                            point_in_body: list[bool] | None = None) -> np.ndarray:
@@ -184,9 +186,9 @@ class LoadKinematics:
         with torch.inference_mode(False), torch.enable_grad():
             angles = torch.tensor(q, dtype=torch.float64, requires_grad=True)
             loads = torch.tensor(loads, dtype=torch.float64)
-            work = angles.new_zeros(())
+            work, known = angles.new_zeros(()), {}
             for k, body in enumerate(bodies):
-                rotation, origin = self.pose(angles, body)
+                rotation, origin = self.pose(angles, body, known)
                 force, point, moment = loads[:, k, :3], loads[:, k, 3:6], loads[:, k, 6:]
                 station = point.unsqueeze(-1) if point_in_body and point_in_body[k] else \
                     rotation.detach().transpose(1, 2) @ (point - origin.detach()).unsqueeze(-1)  # in the body

@@ -136,6 +136,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
     from .plots import heel_strikes
 
     gait = heel_strikes(frames.time, list(frames.grf_labels), frames.grf)
+    forces_outputs = trainer.config.outputs == "forces"
     metrics = {
         "trial": kinematics.name, "model": str(Path(model).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
         "outputs": trainer.config.outputs,
@@ -157,7 +158,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
             "opensim_static_optimization": so.timing_note,
             "network_inference": "the whole trial through the network and the muscle module (paths, force-length-"
                                  "velocity)" + (", and Static Optimization solved per frame for the network's forces"
-                                                if trainer.config.outputs == "forces" else "")
+                                                if forces_outputs else "")
                                  + f": {inference.protocol()}",
             "network_end_to_end": "network_inference plus reading and filtering the motion and loads files",
         },
@@ -171,7 +172,7 @@ def compare(checkpoint: str | Path, model: str | Path, motion: str | Path, exter
         plot_training_history(trainer.history or [{"epoch": 0, "total": np.nan, "dynamics": np.nan,
                                                    "performance": np.nan, "boundary": np.nan}],
                               staging / FIGURES[2], title="training: least-squares fit of the forces of motion"
-                              if trainer.config.outputs == "forces" else "training: physics-informed loss terms")
+                              if forces_outputs else "training: physics-informed loss terms")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         (staging / "report.md").write_text(format_report(metrics, trainer, model, motion, external_loads, reserves))
     return {"files": [str(Path(out) / n) for n in OUTPUTS], "report": str(Path(out) / "report.md"),

@@ -215,13 +215,13 @@ def read_external_loads(path: str | Path, bodies: list[str]) -> ExternalLoadsDat
         if body not in bodies:
             raise InputError(f"{path}: ExternalForce {one_line(name)} is applied to body {one_line(body)}, which "
                              f"is not in the model (bodies: {', '.join(bodies[:12])}); fix <applied_to_body>")
+        expressed = {}
         for tag in ("force_expressed_in_body", "point_expressed_in_body"):
-            frame = (force.findtext(tag) or "ground").strip() or "ground"
-            if frame != "ground" and frame not in bodies:
-                raise InputError(f"{path}: ExternalForce {one_line(name)} has <{tag}> {one_line(frame)}, which is "
-                                 "not a body of the model; use 'ground' or a body of the model")
-        frame = (force.findtext("force_expressed_in_body") or "ground").strip() or "ground"
-        point_frame = (force.findtext("point_expressed_in_body") or "ground").strip() or "ground"
+            expressed[tag] = (force.findtext(tag) or "ground").strip() or "ground"
+            if expressed[tag] != "ground" and expressed[tag] not in bodies:
+                raise InputError(f"{path}: ExternalForce {one_line(name)} has <{tag}> {one_line(expressed[tag])}, "
+                                 "which is not a body of the model; use 'ground' or a body of the model")
+        frame, point_frame = expressed["force_expressed_in_body"], expressed["point_expressed_in_body"]
         parts: dict[str, list[int] | None] = {}
         if not (force.findtext("force_identifier") or "").strip():
             raise InputError(f"{path}: ExternalForce {one_line(name)} names no <force_identifier>; give the "

@@ -57,7 +57,7 @@ def build_load_kinematics(model_path: str, trials, coordinates: list[str]):
 
 def _frames(kinematics) -> list[tuple[str, str]]:
     """(force frame, point frame) of each load."""
-    return [tuple((f.split(",") * 2)[:2]) for f in kinematics.load_frames]
+    return [tuple(f.split(",")) for f in kinematics.load_frames]
 
 
 def check_loads(kinematics, what: str) -> None:

@@ -631,16 +631,17 @@ def joint_transform_samples(model_path: str, bodies: list[str], *, reach: dict |
     by_child = {}
     for joint in model.getJointSet():
         by_child[joint.getChildFrame().findBaseFrame().getName()] = joint
-    chain: list = []
+    chain: dict = {}  # joint name -> joint, parents first
     for body in bodies:
         path, name = [], body
         while name in by_child:
             path.append(by_child[name])
             name = by_child[name].getParentFrame().findBaseFrame().getName()
-        chain += [joint for joint in reversed(path) if joint.getName() not in {j.getName() for j in chain}]
+        for joint in reversed(path):
+            chain.setdefault(joint.getName(), joint)
     generator = np.random.default_rng(seed)
     samples = []
-    for joint in chain:
+    for joint in chain.values():
         coordinates = [joint.get_coordinates(i) for i in range(joint.numCoordinates())]
         for coordinate in coordinates:
             if coordinate.isDependent(state):
@@ -650,10 +651,9 @@ def joint_transform_samples(model_path: str, bodies: list[str], *, reach: dict |
             coordinate.setValue(state, coordinate.getDefaultValue(), False)
         free = [c for c in coordinates if not c.getDefaultLocked()]
         rotational = [c.getMotionType() == opensim.Coordinate.Rotational for c in free]
-        low, high = (np.array([getattr(c, f"getRange{end}")() for c in free]) for end in ("Min", "Max"))
-        for k, c in enumerate(free):
-            low[k], high[k] = min(low[k], (reach or {}).get(c.getName(), (np.inf,))[0]), \
-                max(high[k], (reach or {}).get(c.getName(), (0, -np.inf))[1])
+        covered = [(reach or {}).get(c.getName(), (np.inf, -np.inf)) for c in free]
+        low = np.array([min(c.getRangeMin(), lowest) for c, (lowest, _) in zip(free, covered)])
+        high = np.array([max(c.getRangeMax(), highest) for c, (_, highest) in zip(free, covered)])
         margin = SAMPLE_MARGIN * (high - low)
         low, high = low - margin, high + margin
         limit = np.where(rotational, np.pi, np.inf)

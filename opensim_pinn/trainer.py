@@ -394,8 +394,9 @@ class Trainer:
         if forces_out:  # the targets: the generalised forces of motion, tau + Q_loads (motion_forces)
             motion = [t.tau + f[:, -len(self.coordinates):] for t, f in zip(trials, features)]
             self.motion_scale = motion_forces.rms_scale(motion)
-            spanned = (np.abs(np.concatenate([p.muscle_matrix.numpy() for p in physics])).max(axis=(0, 2)) > 0)
-            self.actuator_map = motion_forces.constant_actuator_map(trials, spanned)
+            spanned = {c for m in info.muscles for c in m.coordinates}
+            self.actuator_map = motion_forces.constant_actuator_map(
+                trials, np.array([c in spanned for c in self.coordinates]))
             physics = [replace(p, tau=torch.as_tensor(m)) for p, m in zip(physics, motion)]
         for trial, feature, exact in zip(trials, features, physics):
             corpus.append((torch.as_tensor(self._normalize(feature), dtype=torch.float32, device=device),
@@ -527,41 +528,37 @@ class Trainer:
                             totals["dynamics"] += share * float(fit.detach())
                             totals["total"] += share * float(fit.detach())
                             part = fit * share
-                            if full_batch:
-                                part.backward()
+                        else:
+                            if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_curvature
+                                activations = multiplier_activations(lam_scale * logits, target.muscle_matrix,
+                                                                     lower, upper)
                             else:
-                                objective = objective + part * world
-                            continue
-                        if multipliers:  # logits: the multipliers in units of lam_scale; hessian: dual_curvature
-                            activations = multiplier_activations(lam_scale * logits, target.muscle_matrix,
-                                                                 lower, upper)
-                        else:
-                            slope = torch.sigmoid(logits)
-                            activations = lower + (upper - lower) * slope
-                        terms = loss(activations, target)
-                        for name in terms:
-                            totals[name] += share * float(terms[name].detach())
-                        control_fit = logits.new_zeros(())
-                        if head is not None:  # the actuator head's auxiliary term (see the module docstring)
-                            with torch.no_grad():
-                                least_cost, _ = loss.controls(activations, target)
-                            control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
-                            totals["control_fit"] += share * float(control_fit.detach())
-                        if multipliers:  # SO's dual, majorise-minimise step (opensim_pinn.multipliers)
-                            with torch.no_grad():
-                                direction = dual_direction(logits, lam_scale, activations, target, hessian,
-                                                           damping)
-                            part = (logits * direction).sum().div(n_frames) + share * control_fit
-                        elif config.precondition:
-                            # Gradient of each frame's own loss, then the damped Newton direction in logit space.
-                            gradient, = torch.autograd.grad(terms["total"] * frames, activations, retain_graph=True)
-                            with torch.no_grad():
-                                direction = newton_direction(gradient, (upper - lower) * slope * (1 - slope),
-                                                              hessian, damping)
-                                direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
-                            part = (logits * direction).sum().div(n_frames) + share * control_fit
-                        else:
-                            part = (terms["total"] + control_fit) * share
+                                slope = torch.sigmoid(logits)
+                                activations = lower + (upper - lower) * slope
+                            terms = loss(activations, target)
+                            for name in terms:
+                                totals[name] += share * float(terms[name].detach())
+                            control_fit = logits.new_zeros(())
+                            if head is not None:  # the actuator head's auxiliary term (see the module docstring)
+                                with torch.no_grad():
+                                    least_cost, _ = loss.controls(activations, target)
+                                control_fit = ((head - least_cost / scale) ** 2).sum(-1).mean()
+                                totals["control_fit"] += share * float(control_fit.detach())
+                            if multipliers:  # SO's dual, majorise-minimise step (opensim_pinn.multipliers)
+                                with torch.no_grad():
+                                    direction = dual_direction(logits, lam_scale, activations, target, hessian,
+                                                               damping)
+                                part = (logits * direction).sum().div(n_frames) + share * control_fit
+                            elif config.precondition:
+                                # Gradient of each frame's own loss, then the damped Newton direction in logit space.
+                                gradient, = torch.autograd.grad(terms["total"] * frames, activations, retain_graph=True)
+                                with torch.no_grad():
+                                    direction = newton_direction(gradient, (upper - lower) * slope * (1 - slope),
+                                                                  hessian, damping)
+                                    direction += torch.sign(logits) * torch.relu(logits.abs() - config.logit_limit)
+                                part = (logits * direction).sum().div(n_frames) + share * control_fit
+                            else:
+                                part = (terms["total"] + control_fit) * share
                         if full_batch:
                             part.backward()
                         else:  # one backward per step (DistributedDataParallel's all-reduce); it averages
@@ -722,34 +719,32 @@ class Trainer:
         ``tau = motion * scale - Q_loads``, from ``motion`` (n_frames, n_coordinates; in :attr:`motion_scale`
         units) and the normalised ``features`` (their q, qd and Q_loads), float32 on the features' device."""
         c = len(self.coordinates)
-        raw = features.double().cpu().numpy() * self.feature_std + self.feature_mean
-        q, qd, loads = (torch.as_tensor(raw[:, s]) for s in (slice(0, c), slice(c, 2 * c), slice(-c, None)))
-        tau = motion.double().cpu() * torch.as_tensor(self.motion_scale) - loads
-        model = self.inference_muscle_model()  # float32, as the forces: the solve itself is in float64
-        device = model.max_isometric_force.device
-        matrix = model.muscle_matrix(q.to(device, torch.float32), qd.to(device, torch.float32))[0].double().cpu()
-        muscles, actuators = {m.name: m for m in self.info.muscles}, {a.name: a for a in self.info.actuators}
-        lower = torch.tensor([muscles[m].min_control for m in self.muscles]
-                             + [actuators[a].min_control for a in self.actuators], dtype=torch.float64)
-        upper = torch.tensor([muscles[m].max_control for m in self.muscles]
-                             + [actuators[a].max_control for a in self.actuators], dtype=torch.float64)
+        loads = features[:, -c:].double().cpu().numpy() * self.feature_std[-c:] + self.feature_mean[-c:]
+        tau = motion.double().cpu() * torch.as_tensor(self.motion_scale) - torch.as_tensor(loads)
+        matrix = self._frame_muscle_matrix(features).double().cpu()  # float32, as the forces; the solve in float64
+        lower, upper = (torch.cat(pair) for pair in zip(self._bounds("cpu", torch.float64),
+                                                        self._actuator_bounds("cpu", torch.float64)))
         activations, controls = motion_forces.solve_frames(matrix, tau, torch.as_tensor(self.actuator_map),
                                                            lower, upper)
         return (activations.to(device=features.device, dtype=torch.float32),
                 controls.to(device=features.device, dtype=torch.float32))
 
-    def _multiplier_activations(self, features: torch.Tensor, lam: torch.Tensor, lower: torch.Tensor,
-                                upper: torch.Tensor) -> torch.Tensor:
-        """``clip(M^T lam)`` (n_frames, n_muscles) with M from the float32 muscle module at the frames' q, qd,
-        recovered from the normalised ``features`` (n_frames, n_features); ``lam`` (n_frames, n_coordinates)."""
+    def _frame_muscle_matrix(self, features: torch.Tensor) -> torch.Tensor:
+        """The float32 muscle module's muscle matrix (n_frames, n_coordinates, n_muscles), on its device, at the
+        frames' q, qd recovered from the normalised ``features`` (n_frames, n_features)."""
         c = len(self.coordinates)
         mean = torch.as_tensor(self.feature_mean[:2 * c], dtype=features.dtype, device=features.device)
         std = torch.as_tensor(self.feature_std[:2 * c], dtype=features.dtype, device=features.device)
         kinematics = features[:, :2 * c] * std + mean
         model = self.inference_muscle_model()
-        matrix, _ = model.muscle_matrix(kinematics[:, :c].to(model.max_isometric_force.device),
-                                        kinematics[:, c:].to(model.max_isometric_force.device))
-        return multiplier_activations(lam, matrix.to(lam.device), lower, upper)
+        device = model.max_isometric_force.device
+        return model.muscle_matrix(kinematics[:, :c].to(device), kinematics[:, c:].to(device))[0]
+
+    def _multiplier_activations(self, features: torch.Tensor, lam: torch.Tensor, lower: torch.Tensor,
+                                upper: torch.Tensor) -> torch.Tensor:
+        """``clip(M^T lam)`` (n_frames, n_muscles) with M from the float32 muscle module at the frames' q, qd,
+        recovered from the normalised ``features`` (n_frames, n_features); ``lam`` (n_frames, n_coordinates)."""
+        return multiplier_activations(lam, self._frame_muscle_matrix(features).to(lam.device), lower, upper)
 
     def activations(self, features: torch.Tensor, time: np.ndarray | None = None) -> torch.Tensor:
         """The activations of :meth:`outputs`."""
@@ -970,29 +965,28 @@ class Trainer:
                                self.muscle_model)
 
     def _loss(self, device) -> PhysicsLoss:
-        by_name = {a.name: a for a in self.info.actuators}
-        unknown = [a for a in self.actuators if a not in by_name]
-        if unknown:
-            raise InputError(f"actuators {', '.join(unknown)} of the trials are not in the model description")
-
-        def vector(values):
-            return torch.tensor(values, dtype=torch.float32, device=device)
-
-        return PhysicsLoss(*self._bounds(device),
-                           vector([by_name[a].min_control for a in self.actuators]),
-                           vector([by_name[a].max_control for a in self.actuators]),
-                           loss_weights=self.config.loss_weights)
+        return PhysicsLoss(*self._bounds(device), *self._actuator_bounds(device), loss_weights=self.config.loss_weights)
 
     def loss(self, device: str = "cpu") -> PhysicsLoss:
         """The physics loss of the trained model (float32 bounds on ``device``)."""
         self._check_fitted()
         return self._loss(torch.device(device))
 
-    def _bounds(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _bounds(self, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The muscles' activation bounds (n_muscles,), lower and upper."""
         by_name = {m.name: m for m in self.info.muscles}
-        lower = torch.tensor([by_name[m].min_control for m in self.muscles], dtype=torch.float32, device=device)
-        upper = torch.tensor([by_name[m].max_control for m in self.muscles], dtype=torch.float32, device=device)
+        lower = torch.tensor([by_name[m].min_control for m in self.muscles], dtype=dtype, device=device)
+        upper = torch.tensor([by_name[m].max_control for m in self.muscles], dtype=dtype, device=device)
         return lower, upper
+
+    def _actuator_bounds(self, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actuators' control bounds (n_actuators,), lower and upper."""
+        by_name = {a.name: a for a in self.info.actuators}
+        unknown = [a for a in self.actuators if a not in by_name]
+        if unknown:
+            raise InputError(f"actuators {', '.join(unknown)} of the trials are not in the model description")
+        return tuple(torch.tensor([getattr(by_name[a], bound) for a in self.actuators], dtype=dtype, device=device)
+                     for bound in ("min_control", "max_control"))
 
     def _n_outputs(self) -> int:
         """Outputs of the muscle head: one per muscle, or one multiplier or force of motion per coordinate."""
